@@ -29,5 +29,5 @@ def unknown_name_message(what: str, name: str, valid: Iterable[str]) -> str:
     """`unknown model 'vgg16'; did you mean 'vgg-16'? Valid: ...`."""
     valid = sorted(valid)
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what} {name!r}{hint} Valid {what}s: {', '.join(valid)}"
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    return f"unknown {what} {name!r}{hint} Valid choices: {', '.join(valid)}"
