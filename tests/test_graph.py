@@ -12,6 +12,7 @@ from maniple import zoo
 from maniple.cli import app
 from maniple.errors import ManipleError
 from maniple.graph import NoSpatialPartError, TraceError, UnsupportedOpError, capture
+
 from nets import OddOps, RollNet, TailOnly, Untraceable
 
 EXPECTED_UNITS = {"vgg-16": 18, "resnet-50": 18, "resnet-18": 10}

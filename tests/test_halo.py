@@ -17,6 +17,7 @@ from maniple import zoo
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph, alpha, capture, halo, input_alpha, rows_needed
 from maniple.graph.capture import _sub_module
+
 from nets import OddOps
 
 SMALL = {

@@ -30,14 +30,14 @@ from maniple.plan.legion import (
     plan_spatial,
     wildcard_plans,
 )
-from maniple.plan.legion_costs import (
+from maniple.plan.spatial_plan import SpatialPlan
+from maniple.profile.legion_costs import (
     LegionCosts,
     ProfilingSpent,
     group_device_ms,
     predict_all,
     predict_group,
 )
-from maniple.plan.spatial_plan import SpatialPlan
 from maniple.tiling.bands import split_rows
 
 DEVICES = ("firefly-0", "firefly-1", "odroid-0")

@@ -14,6 +14,7 @@ from maniple.errors import ManipleError
 from maniple.graph import LayerGraph, capture, halo
 from maniple.tiling import SpanProgram, TiledModel, split_rows, stitch
 from maniple.tiling.verify import random_flc, relative_error, verify_split
+
 from nets import OddOps
 
 _graphs: dict[str, LayerGraph] = {}

@@ -274,9 +274,10 @@ def table_import_command(
 
 def _register_commands() -> None:
     """Commands that live in their own files add themselves to `app` here."""
-    from maniple import cli_graph
+    from maniple import cli_graph, cli_spatial
 
     cli_graph.register(app)
+    cli_spatial.register(app)
 
 
 _register_commands()

@@ -29,15 +29,15 @@ from maniple.plan.flc import (
     one_group,
     wildcard_candidate,
 )
-from maniple.plan.legion_costs import (
+from maniple.plan.spatial_checks import check_heights
+from maniple.plan.spatial_plan import PREDICTED_SEARCHES, SEARCHES, SpatialPlan
+from maniple.profile.legion_costs import (
     LegionCosts,
     ProfilingSpent,
     group_device_ms,
     predict_all,
     predict_group,
 )
-from maniple.plan.spatial_checks import check_heights
-from maniple.plan.spatial_plan import PREDICTED_SEARCHES, SEARCHES, SpatialPlan
 from maniple.tiling.bands import Band, speed_weights, split_rows, split_rows_capped
 
 __all__ = [

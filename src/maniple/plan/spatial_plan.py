@@ -13,16 +13,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import maniple.plan.jsonio as jsonio
+import maniple.jsonio as jsonio
 from maniple.errors import ManipleError, UnknownNameError
 from maniple.plan.flc import FLC, check_flc
-from maniple.plan.legion_costs import ProfilingSpent
 from maniple.plan.spatial_checks import (
     check_bands,
     check_devices,
     check_heights,
     check_predicted,
 )
+from maniple.profile.legion_costs import ProfilingSpent
 from maniple.tiling.bands import Band
 
 PLAN_SCHEMA = "maniple.spatial_plan/1"

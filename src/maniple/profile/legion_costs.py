@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-import maniple.plan.jsonio as jsonio
+import maniple.jsonio as jsonio
 from maniple.errors import ManipleError
 
 COSTS_SCHEMA = "maniple.legion_costs/1"
@@ -83,9 +83,11 @@ class LegionCosts:
     E[d,k]: ms for device d to run unit k alone on its band.
     R[d,k]: ms to receive unit k's output band from device d.
     A[d,k,j] (k <= j): rows of unit k's output device d needs when its band of unit j's
-        output is computed through the fused group, over rows it needs unfused; A[d,k,k]=1.
+        output is computed through the fused group, over rows it needs unfused; A[d,k,k]=1,
+        or 0 where device d sits unit k out (a map with fewer rows than devices: its costs
+        were then measured on one row, and a group ending at k gives it no work).
     A_in[d,i,j] (i <= j): the same for unit i's *input* rows, which is what the send of
-        group i..j carries; A_in[d,i,i]=1.
+        group i..j carries; A_in[d,i,i]=1 (or 0, as for A).
     Entries below the diagonal of A and A_in are ignored (stored as 0). Arrays are copied
     and made read-only, so a LegionCosts never changes after it is built.
     """
@@ -223,12 +225,14 @@ def _check_devices(devices: tuple[str, ...]) -> None:
 
 
 def _check_unit_diagonal(name: str, array: np.ndarray, devices: tuple[str, ...]) -> None:
-    """Alpha of a group of one unit is 1 by definition; anything else is a bug upstream."""
+    """Alpha of a group of one unit is 1 by definition (0 for a device that sits the unit
+    out); anything else is a bug upstream."""
     diagonal = np.diagonal(array, axis1=1, axis2=2)
-    bad = np.abs(diagonal - 1.0) > _DIAGONAL_TOLERANCE
+    bad = (np.abs(diagonal - 1.0) > _DIAGONAL_TOLERANCE) & (np.abs(diagonal) > _DIAGONAL_TOLERANCE)
     if bad.any():
         d, k = (int(x) for x in np.argwhere(bad)[0])
         raise ManipleError(
             f"LegionCosts: {name}[{d}, {k}, {k}] (device {devices[d]!r}) is "
-            f"{diagonal[d, k]!r}; alpha of a unit fused with nothing must be 1"
+            f"{diagonal[d, k]!r}; alpha of a unit fused with nothing must be 1 "
+            "(or 0 for a device that sits it out)"
         )

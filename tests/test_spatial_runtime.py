@@ -1,0 +1,127 @@
+"""Spatial runtime and Legion session on local CPU devices: exact output, honest counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from maniple import zoo
+from maniple.cli import app
+from maniple.cli_spatial import with_link
+from maniple.cluster import parse_shorthand
+from maniple.devices import DeviceSpec, LocalHandle
+from maniple.errors import ManipleError
+from maniple.graph import NoSpatialPartError, capture
+from maniple.runtime.legion import LegionSession
+from maniple.runtime.spatial import run_spatial_plan
+
+from nets import TailOnly
+
+SHAPE = (3, 96, 96)
+
+
+@pytest.fixture(scope="module")
+def session():
+    model = zoo.build("resnet-18")
+    graph = capture(model, SHAPE, "resnet-18")
+    handles = [
+        LocalHandle(DeviceSpec("cpu", threads=1, label=f"cpu{i}"), model, input_shape=SHAPE)
+        for i in range(2)
+    ]
+    yield LegionSession(handles, graph, repeats=1)
+    for h in handles:
+        h.close()
+
+
+@pytest.mark.parametrize(
+    "search", ["single", "layerwise", "one-group", "legion", "legion-wildcard", "fss"]
+)
+def test_every_search_gives_the_single_device_output(session, search: str) -> None:
+    result = session.measure(search)
+    assert result.max_rel_error <= 1e-4
+    assert result.latency_ms > 0 and result.single_device_ms > 0
+    info = result.to_json()
+    for key in (
+        "flc",
+        "bands",
+        "predicted_ms",
+        "latency_ms",
+        "single_device_ms",
+        "speedup",
+        "max_rel_error",
+        "profile_seconds",
+    ):
+        assert key in info
+
+
+def test_fss_profiles_far_more_than_legion(session) -> None:
+    legion, fss = session.plan("legion"), session.plan("fss")
+    assert fss.spent.runs > 2 * legion.spent.runs
+    assert fss.spent.seconds > legion.spent.seconds
+
+
+def test_run_counts_every_group(session) -> None:
+    plan = session.plan("layerwise")
+    run = run_spatial_plan(plan, session.by_name, session.graph, session.x)
+    assert len(run.groups) == len(session.graph.units)
+    assert run.latency_ms >= sum(g.elapsed_ms for g in run.groups)
+    with torch.no_grad():
+        assert torch.allclose(run.output, session.graph.module(session.x), rtol=0, atol=1e-4)
+
+
+def test_more_devices_than_rows_is_clear() -> None:
+    model = zoo.build("squeezenet_v1.1")
+    graph = capture(model, (3, 35, 35), "tiny")
+    handles = [
+        LocalHandle(DeviceSpec("cpu", label=f"c{i}"), model, input_shape=(3, 35, 35))
+        for i in range(18)
+    ]
+    try:
+        with pytest.raises(ManipleError, match="largest feature map"):
+            LegionSession(handles, graph)
+    finally:
+        for h in handles:
+            h.close()
+
+
+def test_zero_mbps_link_is_clear() -> None:
+    with pytest.raises(ManipleError, match="0 Mbps"):
+        with_link(parse_shorthand(None, "2xfirefly-rk3399"), 0.0)
+
+
+def test_no_spatial_part_is_clear() -> None:
+    with pytest.raises(NoSpatialPartError):
+        capture(TailOnly(), (3, 8, 8))
+
+
+def test_cli_spatial_json_on_local_cpu() -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "spatial",
+            "--network",
+            "squeezenet_v1.1",
+            "--devices",
+            "cpu",
+            "--search",
+            "legion",
+            "--repeats",
+            "1",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    info = json.loads(result.output[result.output.index("{") :])
+    assert info["max_rel_error"] <= 1e-4 and info["flc"][0][0] == 0
+
+
+def test_cli_spatial_unknown_search() -> None:
+    with pytest.raises(ManipleError, match="did you mean 'legion'"):
+        CliRunner().invoke(
+            app,
+            ["spatial", "--network", "vgg-16", "--devices", "cpu", "--search", "legoin"],
+            catch_exceptions=False,
+        )
