@@ -41,14 +41,13 @@ Progress = Callable[[str, int, int], None]
 @contextmanager
 def fast_forward(handles: Sequence[DeviceHandle], on: bool = True) -> Iterator[None]:
     """Emulated boards skip their sleeps inside the block (profiling); others are unaffected."""
-    switchable = [h for h in handles if hasattr(h, "set_fast_forward")]
-    for h in switchable:
-        h.set_fast_forward(on)  # type: ignore[attr-defined]
+    for h in handles:
+        h.set_fast_forward(on)
     try:
         yield
     finally:
-        for h in switchable:
-            h.set_fast_forward(not on)  # type: ignore[attr-defined]
+        for h in handles:
+            h.set_fast_forward(not on)
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ class SpatialResult:
     max_rel_error: float
     profile: ProfilingSpent
     fast_forward_ms: float | None = None
+    device_ms: float | None = None
     candidates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     overrun_ms: float = 0.0
 
@@ -86,6 +86,8 @@ class SpatialResult:
             "latency_ms": self.latency_ms,
             "latencies_ms": list(self.latencies_ms),
             "fast_forward_ms": self.fast_forward_ms,
+            "device_ms": self.device_ms,
+            "coordinator_ms": None if self.device_ms is None else self.latency_ms - self.device_ms,
             "single_device": self.single_device,
             "single_device_ms": self.single_device_ms,
             "speedup": self.speedup,
@@ -133,6 +135,7 @@ class LegionSession:
         self._costs: LegionCosts | None = None
         self._fss: tuple[np.ndarray, ProfilingSpent] | None = None
         self._single: tuple[str, float, float] | None = None
+        self._runs: dict[tuple[Any, ...], list[SpatialRun]] = {}
 
     @property
     def unit_heights(self) -> tuple[int, ...]:
@@ -174,20 +177,27 @@ class LegionSession:
         return self._fss
 
     # -- running (real time) ----------------------------------------------------------------
-    def run(self, plan: SpatialPlan, repeats: int | None = None) -> list[SpatialRun]:
-        """`repeats` real-time runs of `plan` after one untimed warm-up run."""
-        runs = []
-        for r in range((repeats or self.repeats) + 1):
-            result = run_spatial_plan(plan, self.by_name, self.graph, self.x)
-            if r > 0:
-                runs.append(result)
-        return runs
+    def run(self, plan: SpatialPlan) -> list[SpatialRun]:
+        """`repeats` real-time runs of `plan` after one untimed warm-up run.
+
+        Runs are kept per (devices, groups, bands): searches that pick the same plan (Legion
+        and the Wild Card's base) share one measurement instead of drawing two samples.
+        """
+        key = (plan.devices, plan.flc, plan.bands)
+        if key not in self._runs:
+            runs = []
+            for r in range(self.repeats + 1):
+                result = run_spatial_plan(plan, self.by_name, self.graph, self.x)
+                if r > 0:
+                    runs.append(result)
+            self._runs[key] = runs
+        return self._runs[key]
 
     def fast_forward_ms(self, plan: SpatialPlan) -> float:
         """The same plan's latency on the other clock: boards in fast-forward, board time."""
         with fast_forward(self.handles):
             run = run_spatial_plan(plan, self.by_name, self.graph, self.x, run_tail=False)
-        return sum(max(t.device_ms for t in g.timings) for g in run.groups)
+        return run.device_ms
 
     def single(self) -> tuple[str, float, float]:
         """(fastest device, its measured real-time latency alone, its max relative error)."""
@@ -269,6 +279,7 @@ class LegionSession:
             max_rel_error=err,
             profile=plan.spent,
             fast_forward_ms=self.fast_forward_ms(plan),
+            device_ms=statistics.median(r.device_ms for r in runs),
             candidates=tuple(candidates),
             overrun_ms=max(r.overrun_ms for r in runs),
         )

@@ -39,6 +39,11 @@ class GroupRun:
     def overrun_ms(self) -> float:
         return max((t.overrun_ms for t in self.timings), default=0.0)
 
+    @property
+    def device_ms(self) -> float:
+        """The slowest device's own time (board + link on an emulated board)."""
+        return max((t.device_ms for t in self.timings), default=0.0)
+
 
 @dataclass(frozen=True)
 class SpatialRun:
@@ -54,6 +59,16 @@ class SpatialRun:
     def overrun_ms(self) -> float:
         """Real ms by which any board overran its dilated target (0 when the host kept up)."""
         return sum(g.overrun_ms for g in self.groups)
+
+    @property
+    def device_ms(self) -> float:
+        """Sum over groups of the slowest device's own time: the boards' share of latency."""
+        return sum(g.device_ms for g in self.groups)
+
+    @property
+    def coordinator_ms(self) -> float:
+        """Everything else, real and undivided: coordinator work, calls, stitching, tail."""
+        return self.latency_ms - self.device_ms
 
 
 def _counted_ms(wall_ms: float, timings: list[CallTiming]) -> float:
