@@ -25,6 +25,7 @@ from torch import nn
 from maniple.devices.emulated import BoardClock
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec, parse_device
+from maniple.devices.precision import strict_fp32
 from maniple.devices.timing import CallTiming, WorkerInfo
 from maniple.errors import ManipleError
 
@@ -67,6 +68,8 @@ class Worker:
             raise ManipleError(f"emulated device {self.spec.name!r} needs a BoardClock")
         self.threads = 1 if clock is not None else (threads or self.spec.threads)
         self.device = torch.device(self.spec.torch_device)
+        if self.device.type == "cuda":
+            strict_fp32()  # a split must equal one device's fp32 output, TF32 would not
         self._lock = threading.Lock()
         self._module: nn.Module | None = None
         self._input_shape: tuple[int, int, int] | None = None

@@ -1,6 +1,7 @@
 """Run plans on devices: batch split (`run_batch_plan`, end to end `infer`), profiling the
 devices of a run into the store, and measuring host-device I/O."""
 
+from maniple.devices.precision import strict_fp32
 from maniple.runtime.batch import (
     BatchRun,
     UnitRun,
@@ -20,7 +21,6 @@ from maniple.runtime.infer import (
     infer,
     random_batch,
 )
-from maniple.runtime.precision import strict_fp32
 from maniple.runtime.profiling import (
     DeviceProfile,
     profile_cluster,

@@ -25,11 +25,11 @@ from rich.console import Console
 
 from maniple.cluster import ClusterSpec
 from maniple.devices import ModelSpec
+from maniple.devices.precision import strict_fp32, tf32_enabled
 from maniple.errors import ManipleError, UnknownNameError
 from maniple.plan import PLANNERS, BatchPlan, plan_batch
 from maniple.profile import PerfTable, ProfileStore
 from maniple.runtime.batch import BatchRun, max_rel_error, median_run, run_interleaved
-from maniple.runtime.precision import strict_fp32, tf32_enabled
 from maniple.runtime.profiling import DeviceProfile, profile_sizes, profiled_cluster
 
 DEFAULT_MIN_GAIN = 0.03
