@@ -8,6 +8,7 @@ where a single tensor is live) that fused groups are made of.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -155,6 +156,11 @@ def _sub_module(gm: fx.GraphModule, start: str | None, end: str | None) -> fx.Gr
     return fx.GraphModule(gm, graph)
 
 
+# torch.fx patches nn.Module.__call__ for the whole process while it traces, so two threads
+# tracing at once (two local devices building their band programs) corrupt each other.
+_TRACE_LOCK = threading.Lock()
+
+
 def _trace(module: nn.Module) -> fx.GraphModule:
     try:
         return fx.symbolic_trace(module)
@@ -213,11 +219,12 @@ def capture(
             f"input shape must be (C, H, W) with positive sizes, got {tuple(input_shape)}"
         )
     module = module.eval()
-    gm = _trace(module)
-    modules = dict(gm.named_modules())
-    sample = torch.zeros(1, *input_shape)
-    with torch.no_grad():
-        ShapeProp(gm).propagate(sample)
+    with _TRACE_LOCK:
+        gm = _trace(module)
+        modules = dict(gm.named_modules())
+        sample = torch.zeros(1, *input_shape)
+        with torch.no_grad():
+            ShapeProp(gm).propagate(sample)
     nodes: list[LayerNode] = []
     for i, node in enumerate(gm.graph.nodes):
         info: OpInfo = classify(node, modules)

@@ -9,6 +9,7 @@ divisor the unsplit op would use (with or without count_include_pad, ceil_mode i
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -224,6 +225,7 @@ class SpanProgram:
 _divisor_cache: weakref.WeakKeyDictionary[LayerGraph, dict[str, torch.Tensor]] = (
     weakref.WeakKeyDictionary()
 )
+_graph_lock = threading.Lock()
 _graph_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], LayerGraph]] = (
     weakref.WeakKeyDictionary()
 )
@@ -233,11 +235,12 @@ def graph_of(module: nn.Module, input_shape: tuple[int, int, int] | None) -> Lay
     """The module's layer graph, captured once per (module, input shape) and reused."""
     if input_shape is None:
         raise ManipleError("an nn.Module needs its (C, H, W) input_shape to be split by rows")
-    per_module = _graph_cache.setdefault(module, {})
     key = tuple(int(s) for s in input_shape)
-    if key not in per_module:
-        per_module[key] = capture(module, key)  # type: ignore[arg-type]
-    return per_module[key]
+    with _graph_lock:  # devices on threads of one process may ask at the same time
+        per_module = _graph_cache.setdefault(module, {})
+        if key not in per_module:
+            per_module[key] = capture(module, key)  # type: ignore[arg-type]
+        return per_module[key]
 
 
 def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
