@@ -385,11 +385,12 @@ def probe_command(
 
 def _register_commands() -> None:
     """Commands that live in their own files add themselves to `app` here."""
-    from maniple import cli_batch, cli_graph, cli_spatial
+    from maniple import cli_batch, cli_demo, cli_graph, cli_spatial
 
     cli_batch.register(app)
     cli_graph.register(app)
     cli_spatial.register(app)
+    cli_demo.register(app)
 
 
 _register_commands()

@@ -25,6 +25,7 @@ import torch
 from maniple.devices import CallTiming, DeviceHandle
 from maniple.errors import ManipleError
 from maniple.plan import BatchPlan
+from maniple.tiling.verify import relative_error
 
 
 @dataclass(frozen=True)
@@ -212,14 +213,5 @@ def median_run(runs: Sequence[BatchRun]) -> BatchRun:
 
 
 def max_rel_error(output: torch.Tensor, reference: torch.Tensor) -> float:
-    """Largest absolute difference relative to the reference's scale (its largest absolute
-    value): the design's "max abs error <= 1e-4 relative to the output's scale"."""
-    if output.shape != reference.shape:
-        raise ManipleError(
-            f"outputs differ in shape: {tuple(output.shape)} vs reference "
-            f"{tuple(reference.shape)}; the split lost or reordered images"
-        )
-    ref = reference.detach().float().cpu()
-    scale = ref.abs().max().item()
-    diff = (output.detach().float().cpu() - ref).abs().max().item()
-    return diff / scale if scale > 0 else diff
+    """The batch output's error relative to the reference's scale (see relative_error)."""
+    return relative_error(output, reference)

@@ -75,11 +75,16 @@ def random_flc(n_units: int, rng: random.Random) -> tuple[tuple[int, ...], tuple
 
 
 def relative_error(split: torch.Tensor, whole: torch.Tensor) -> float:
-    """max |split - whole| / max |whole| (absolute error when the output is all zeros)."""
+    """max |split - whole| / max |whole| (absolute error when the output is all zeros):
+    the design's "max abs error <= 1e-4 relative to the output's scale"."""
     if split.shape != whole.shape:
-        raise ManipleError(f"split output shape {tuple(split.shape)} != {tuple(whole.shape)}")
-    diff = (split.double() - whole.double()).abs().max().item()
-    scale = whole.double().abs().max().item()
+        raise ManipleError(
+            f"outputs differ in shape: {tuple(split.shape)} vs reference {tuple(whole.shape)}; "
+            "the split lost or reordered rows or images"
+        )
+    whole = whole.detach().cpu().double()
+    diff = (split.detach().cpu().double() - whole).abs().max().item()
+    scale = whole.abs().max().item()
     return diff / scale if scale > 0 else diff
 
 
