@@ -44,6 +44,7 @@ def three_units() -> ClusterSpec:
     return ClusterSpec(tuple(boards))  # the default dilation: room for other processes
 
 
+@pytest.mark.slow  # a timing threshold: the benchmark command reports it
 @pytest.mark.emulated
 def test_exact_split_on_units_of_speed_1_2_4_meets_its_prediction(tmp_path: Path) -> None:
     model = ModelSpec(NETWORK, input_shape=SHAPE)

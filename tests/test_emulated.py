@@ -39,6 +39,7 @@ def ray_session() -> Iterator[object]:
         release_ray(session)
 
 
+@pytest.mark.slow  # a timing threshold: the benchmark command reports it
 def test_firefly_runs_vgg16_in_970_ms() -> None:
     pytest.importorskip("maniple.zoo")
     result = probe("emu:firefly-rk3399", "vgg-16", repeats=3)
@@ -73,6 +74,7 @@ def test_batch_charges_its_bytes_to_the_link() -> None:
         assert info.threads == 1 and info.board == "odroid-xu4" and info.pid != os.getpid()
 
 
+@pytest.mark.slow  # a timing threshold: the benchmark command reports it
 def test_six_boards_at_once_keep_their_speed() -> None:
     """Six Fireflies run VGG-16 at once on this 2-core host at the default dilation. Each
     board's time seen from outside (dilated wall time / D) stays within 10% of its own
