@@ -162,6 +162,11 @@ class LegionSession:
                 )
         return self._costs
 
+    def _costs_with_probe(self) -> LegionCosts:
+        """Legion's cost tables with the speed probe counted in their profiling."""
+        costs = self.costs()
+        return replace(costs, spent=self.speeds().spent + costs.spent)
+
     def fss_costs(self) -> tuple[np.ndarray, ProfilingSpent]:
         if self._fss is None:
             weights = self.speeds().weights
@@ -226,8 +231,7 @@ class LegionSession:
             return plan_from_measured(
                 T, devices, heights, weights, name, self.speeds().spent + spent
             )
-        costs = self.costs()
-        costs = replace(costs, spent=self.speeds().spent + costs.spent)
+        costs = self._costs_with_probe()
         if search == "legion-wildcard":
             return wildcard_plans(costs, heights, weights, name)[0]
         return plan_spatial(costs, search, heights, weights, name)
@@ -237,8 +241,7 @@ class LegionSession:
         best, single_ms, _ = self.single()
         candidates: list[dict[str, Any]] = []
         if search == "legion-wildcard":
-            costs = self.costs()
-            costs = replace(costs, spent=self.speeds().spent + costs.spent)
+            costs = self._costs_with_probe()
             base, merged = wildcard_plans(
                 costs, self.unit_heights, self.speeds().weights, self.graph.name
             )
