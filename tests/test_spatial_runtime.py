@@ -8,8 +8,7 @@ from typer.testing import CliRunner
 
 from maniple import zoo
 from maniple.cli import app
-from maniple.cli_spatial import with_link
-from maniple.cluster import parse_shorthand
+from maniple.cluster import parse_shorthand, with_link
 from maniple.devices import DeviceSpec, LocalHandle
 from maniple.errors import ManipleError
 from maniple.graph import NoSpatialPartError, capture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,24 +15,6 @@ from maniple.plan.spatial_plan import SEARCHES
 bench_app = typer.Typer(
     help="Benchmarks that reproduce the seed studies; results in docs/results/."
 )
-
-
-def with_link(spec: Any, mbps: float | None) -> Any:
-    """The cluster spec with every emulated board's link set to `mbps` Mbit/s."""
-    if mbps is None:
-        return spec
-    if not mbps > 0:
-        raise ManipleError(
-            f"--link-mbps must be > 0 Mbit/s, got {mbps:g}; a link of 0 Mbps carries nothing "
-            "(use e.g. 100 for the Legion study's boards)"
-        )
-    devices = []
-    for d in spec.devices:
-        if d.is_emulated and d.board is not None:
-            board = dataclasses.replace(d.board, link=dataclasses.replace(d.board.link, mbps=mbps))
-            d = dataclasses.replace(d, board=board)
-        devices.append(d)
-    return dataclasses.replace(spec, devices=tuple(devices))
 
 
 def progress_bar() -> Progress:
@@ -85,7 +66,7 @@ def register(app: typer.Typer) -> None:
         with the fastest device alone. The output is checked against the single-device
         output (1e-4 of its scale).
         """
-        from maniple.cluster import open_cluster, parse_shorthand
+        from maniple.cluster import open_cluster, parse_shorthand, with_link
         from maniple.devices import ModelSpec
         from maniple.graph import capture
         from maniple.runtime.legion import LegionSession

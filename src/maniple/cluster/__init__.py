@@ -7,6 +7,7 @@ from maniple.cluster.spec import (
     parse_cluster_text,
     parse_emulate,
     parse_shorthand,
+    with_link,
 )
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "parse_cluster_text",
     "parse_emulate",
     "parse_shorthand",
+    "with_link",
 ]

@@ -166,6 +166,24 @@ def parse_shorthand(
     )
 
 
+def with_link(spec: ClusterSpec, mbps: float | None) -> ClusterSpec:
+    """The cluster spec with every emulated board's link set to `mbps` Mbit/s (`--link-mbps`)."""
+    if mbps is None:
+        return spec
+    if not mbps > 0:
+        raise ManipleError(
+            f"--link-mbps must be > 0 Mbit/s, got {mbps:g}; a link of 0 Mbps carries nothing "
+            "(use e.g. 100 for the Legion study's boards)"
+        )
+    devices = []
+    for d in spec.devices:
+        if d.is_emulated and d.board is not None:
+            board = dataclasses.replace(d.board, link=dataclasses.replace(d.board.link, mbps=mbps))
+            d = dataclasses.replace(d, board=board)
+        devices.append(d)
+    return dataclasses.replace(spec, devices=tuple(devices))
+
+
 # -- files ------------------------------------------------------------------------------------
 def load_cluster(path: str | Path) -> ClusterSpec:
     """Read a cluster YAML file (format in this module's docstring)."""

@@ -66,8 +66,7 @@ def run_legion_bench(
     console: Console,
 ) -> Path:
     """Run the reproduction; write legion.json, legion.md and figures under `out`."""
-    from maniple.cli_spatial import with_link
-    from maniple.cluster import open_cluster, parse_shorthand
+    from maniple.cluster import open_cluster, parse_shorthand, with_link
     from maniple.devices import ModelSpec
     from maniple.graph import capture
     from maniple.runtime.legion import LegionSession

@@ -150,16 +150,7 @@ class LegionSession:
 
     def costs(self) -> LegionCosts:
         if self._costs is None:
-            weights = self.speeds().weights
-            with fast_forward(self.handles):
-                self._costs = profile_units(
-                    self.handles,
-                    self.graph,
-                    self.x,
-                    weights,
-                    repeats=self.profile_repeats,
-                    progress=self.progress,
-                )
+            self._costs = self._sweep(profile_units)
         return self._costs
 
     def _costs_with_probe(self) -> LegionCosts:
@@ -169,17 +160,21 @@ class LegionSession:
 
     def fss_costs(self) -> tuple[np.ndarray, ProfilingSpent]:
         if self._fss is None:
-            weights = self.speeds().weights
-            with fast_forward(self.handles):
-                self._fss = measure_groups(
-                    self.handles,
-                    self.graph,
-                    self.x,
-                    weights,
-                    repeats=self.profile_repeats,
-                    progress=self.progress,
-                )
+            self._fss = self._sweep(measure_groups)
         return self._fss
+
+    def _sweep(self, profiler: Callable[..., Any]) -> Any:
+        """Run a profiling sweep over the band weights with the boards in fast-forward."""
+        weights = self.speeds().weights
+        with fast_forward(self.handles):
+            return profiler(
+                self.handles,
+                self.graph,
+                self.x,
+                weights,
+                repeats=self.profile_repeats,
+                progress=self.progress,
+            )
 
     # -- running (real time) ----------------------------------------------------------------
     def run(self, plan: SpatialPlan) -> list[SpatialRun]:
