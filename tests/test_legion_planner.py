@@ -105,6 +105,35 @@ def test_group_device_ms_names_the_bottleneck() -> None:
         predict_group(c, 3, 1)
 
 
+def test_dispatch_cost_is_added_once_per_group() -> None:
+    """The coordinator's per-group cost C makes every extra cut cost C more."""
+    c = random_costs(2, n=6)
+    with_c = dataclasses.replace(c, dispatch_ms=12.5)
+    upper = np.triu_indices(6)
+    np.testing.assert_allclose(predict_all(with_c)[upper] - predict_all(c)[upper], 12.5)
+    assert predict_group(with_c, 1, 4) == pytest.approx(direct_group_cost(c, 1, 4) + 12.5)
+    flc, total = best_flc(predict_all(with_c))
+    _, total_without = best_flc(predict_all(c))
+    assert total >= total_without + 12.5  # at least one group, each pays C
+    assert total == pytest.approx(sum(predict_group(with_c, i, j) for i, j in flc))
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "5"])
+def test_dispatch_cost_must_be_a_finite_non_negative_number(bad: object) -> None:
+    with pytest.raises(ManipleError, match="dispatch_ms must be finite and >= 0 ms"):
+        dataclasses.replace(random_costs(0, n=3), dispatch_ms=bad)
+
+
+def test_costs_json_without_dispatch_reads_as_zero() -> None:
+    """Cost files written before the coordinator's cost was measured still load."""
+    c = dataclasses.replace(random_costs(4, n=3), dispatch_ms=7.0)
+    doc = json.loads(c.to_json())
+    assert doc["dispatch_ms"] == 7.0
+    assert LegionCosts.from_json(json.dumps(doc)) == c
+    doc.pop("dispatch_ms")
+    assert LegionCosts.from_json(json.dumps(doc)).dispatch_ms == 0.0
+
+
 def test_costs_ignore_below_the_diagonal_and_are_read_only() -> None:
     c = random_costs(1, n=3)
     A = np.array(c.A)

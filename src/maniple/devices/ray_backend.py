@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from maniple.devices.emulated import BoardClock
@@ -30,7 +31,7 @@ from maniple.devices.handles import DEFAULT_TIMEOUT_S, Call, DeviceHandle, add_o
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec
 from maniple.devices.timing import CallTiming, WorkerInfo
-from maniple.devices.worker import Worker
+from maniple.devices.worker import Worker, from_wire
 from maniple.errors import ManipleError
 
 EMULATED_NUM_CPUS = 0.01  # logical CPUs an emulated board reserves (it sleeps most of the time)
@@ -289,6 +290,24 @@ def _real_transfer(timing: CallTiming, caller_ms: float) -> CallTiming:
     return replace(timing, wall_ms=caller_ms, link_ms=caller_ms, overhead_ms=0.0)
 
 
+def _to_wire(arg: Any) -> Any:
+    """Tensors cross Ray as numpy arrays: the object store moves those without pickling."""
+    if isinstance(arg, torch.Tensor):
+        return arg.detach().cpu().numpy()
+    return arg
+
+
+def _tensor_result(finish: Callable[[Any, float], Any]) -> Callable[[Any, float], Any]:
+    """`finish`, after turning a (numpy output, timing) result back into a tensor."""
+
+    def wrapped(value: Any, caller_ms: float) -> Any:
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], np.ndarray):
+            value = (from_wire(value[0]), value[1])
+        return finish(value, caller_ms)
+
+    return wrapped
+
+
 class RayCall(Call[Any]):
     """A call on a Ray actor. While waiting, the actor is pinged on its control group; if it
     dies, or answers no ping for `liveness_s`, the call fails naming the device."""
@@ -449,7 +468,7 @@ class RayHandle(DeviceHandle):
         return (
             remote_worker_class()
             .options(**options)
-            .remote(worker_spec, None, threads=threads, clock=self._clock)
+            .remote(worker_spec, None, threads=threads, clock=self._clock, numpy_out=True)
         )
 
     def _get(self, ray: Any, ref: Any, method: str) -> Any:
@@ -488,7 +507,10 @@ class RayHandle(DeviceHandle):
             kwargs["payload"] = np.zeros(int(args[0]), dtype=np.uint8)
             finish = _real_transfer
         t0 = time.perf_counter()
-        return RayCall(self, method, actor_method.remote(*args, **kwargs), t0, finish)
+        args = tuple(_to_wire(a) for a in args)
+        return RayCall(
+            self, method, actor_method.remote(*args, **kwargs), t0, _tensor_result(finish)
+        )
 
     def load(
         self,

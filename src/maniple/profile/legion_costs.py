@@ -5,7 +5,13 @@ instead measures each unit alone (S: send its input band, E: run it, R: receive 
 band) and scales by alpha, the growth of a band when fused through later units, which the
 halo math gives for free. The predicted cost of group i..j is the slowest device's
 
-    T[i, j] = max_d ( S[d,i]*A_in[d,i,j] + sum_{k=i..j} E[d,k]*A[d,k,j] + R[d,j] )
+    T[i, j] = max_d ( S[d,i]*A_in[d,i,j] + sum_{k=i..j} E[d,k]*A[d,k,j] + R[d,j] ) + C
+
+C is the coordinator's own cost of one group (handing out the bands, gathering and
+stitching the results: Ray calls and host work, real time), measured on the same
+single-unit runs. Without it every cut looks free on the coordinator's side and the
+optimizer cuts more often than pays: on six emulated boards a group costs the coordinator
+~10-15 ms, as much as the link time of a small group.
 
 This module holds those tables (`LegionCosts`) and evaluates the formula. It does no
 profiling itself; `maniple.profile` fills the tables.
@@ -88,6 +94,7 @@ class LegionCosts:
         were then measured on one row, and a group ending at k gives it no work).
     A_in[d,i,j] (i <= j): the same for unit i's *input* rows, which is what the send of
         group i..j carries; A_in[d,i,i]=1 (or 0, as for A).
+    dispatch_ms: the coordinator's cost of one group, C above (0 where not measured).
     Entries below the diagonal of A and A_in are ignored (stored as 0). Arrays are copied
     and made read-only, so a LegionCosts never changes after it is built.
     """
@@ -100,8 +107,19 @@ class LegionCosts:
     A: np.ndarray
     A_in: np.ndarray
     spent: ProfilingSpent = field(default_factory=ProfilingSpent)
+    dispatch_ms: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (
+            isinstance(self.dispatch_ms, (int, float))
+            and not isinstance(self.dispatch_ms, bool)
+            and math.isfinite(self.dispatch_ms)
+            and self.dispatch_ms >= 0
+        ):
+            raise ManipleError(
+                f"LegionCosts: dispatch_ms must be finite and >= 0 ms; got {self.dispatch_ms!r}"
+            )
+        object.__setattr__(self, "dispatch_ms", float(self.dispatch_ms))
         devices = tuple(self.devices)
         _check_devices(devices)
         n = self.n_units
@@ -145,6 +163,7 @@ class LegionCosts:
             self.devices == other.devices
             and self.n_units == other.n_units
             and self.spent == other.spent
+            and self.dispatch_ms == other.dispatch_ms
             and all(
                 np.array_equal(getattr(self, name), getattr(other, name))
                 for name in ("S", "E", "R", "A", "A_in")
@@ -161,6 +180,7 @@ class LegionCosts:
             "n_units": self.n_units,
             **{name: getattr(self, name).tolist() for name in ("S", "E", "R", "A", "A_in")},
             "spent": self.spent.to_dict(),
+            "dispatch_ms": self.dispatch_ms,
         }
         return json.dumps(doc)
 
@@ -177,13 +197,19 @@ class LegionCosts:
             devices=tuple(jsonio.as_str(d, "devices", schema) for d in devices),
             n_units=jsonio.as_int(jsonio.field(doc, "n_units", schema), "n_units", schema),
             spent=ProfilingSpent.from_dict(jsonio.field(doc, "spent", schema), schema),
+            dispatch_ms=(
+                jsonio.as_float(doc["dispatch_ms"], "dispatch_ms", schema)
+                if "dispatch_ms" in doc  # absent in files written before it was measured
+                else 0.0
+            ),
             **tables,
         )
 
 
 def group_device_ms(costs: LegionCosts, i: int, j: int) -> np.ndarray:
     """Predicted ms of group i..j on each device (send + run + receive); the group's cost
-    is the max, and the argmax is the device that holds the others up."""
+    is the max plus the coordinator's `dispatch_ms`, and the argmax is the device that holds
+    the others up."""
     _check_group(costs.n_units, i, j)
     send = costs.S[:, i] * costs.A_in[:, i, j]
     run = (costs.E[:, i : j + 1] * costs.A[:, i : j + 1, j]).sum(axis=1)
@@ -192,7 +218,7 @@ def group_device_ms(costs: LegionCosts, i: int, j: int) -> np.ndarray:
 
 def predict_group(costs: LegionCosts, i: int, j: int) -> float:
     """Predicted cost T[i, j] of fusing units i..j into one group, in ms."""
-    return float(group_device_ms(costs, i, j).max())
+    return float(group_device_ms(costs, i, j).max()) + costs.dispatch_ms
 
 
 def predict_all(costs: LegionCosts) -> np.ndarray:
@@ -206,7 +232,7 @@ def predict_all(costs: LegionCosts) -> np.ndarray:
     products = np.where(upper, costs.E[:, :, None] * costs.A, 0.0)  # [d, k, j], k <= j
     run = np.flip(np.cumsum(np.flip(products, axis=1), axis=1), axis=1)  # sum over k >= i
     per_device = costs.S[:, :, None] * costs.A_in + run + costs.R[:, None, :]
-    return np.where(upper, per_device.max(axis=0), np.inf)
+    return np.where(upper, per_device.max(axis=0) + costs.dispatch_ms, np.inf)
 
 
 def _check_group(n: int, i: int, j: int) -> None:

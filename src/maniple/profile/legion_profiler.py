@@ -10,8 +10,10 @@ switches the boards to fast-forward first: their board time is measured without 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +40,23 @@ class SpeedProbe:
 
 def _wait(calls: Sequence[Call[tuple[torch.Tensor, CallTiming]]]) -> list[CallTiming]:
     return [c.result()[1] for c in calls]
+
+
+def _round(
+    spans: Sequence[tuple[DeviceHandle, tuple[Any, ...]]], **kwargs: Any
+) -> tuple[list[CallTiming], float]:
+    """Submit one step (`handle.submit_span(*args, **kwargs)` for each (handle, args) of
+    `spans`) on all devices at once and wait for it: (timings, dispatch ms).
+
+    The dispatch is the real time the step took beyond its slowest worker's own wall time:
+    the coordinator handing out inputs and gathering outputs (Ray calls, host work). The
+    runtime counts a group's time the same way (runtime/spatial.py), so this is the
+    coordinator's per-group cost C of the predictor.
+    """
+    t0 = time.perf_counter()
+    timings = _wait([h.submit_span(*args, **kwargs) for h, args in spans])
+    wall_ms = (time.perf_counter() - t0) * 1e3
+    return timings, max(0.0, wall_ms - max(t.wall_ms for t in timings))
 
 
 def _bytes(t: torch.Tensor) -> int:
@@ -110,6 +129,7 @@ def profile_units(
     inputs = unit_inputs(graph, x)
     S, E, R = np.zeros((nd, n)), np.zeros((nd, n)), np.zeros((nd, n))
     measured: list[list[Band]] = []
+    dispatches: list[float] = []
     runs, nbytes, seconds = 0, 0, 0.0
     for k, unit in enumerate(graph.units):
         bands = split_rows_capped(unit.out_shape[2], weights)
@@ -120,14 +140,13 @@ def profile_units(
         band_in = [inputs[k][:, :, lo:hi].contiguous() for lo, hi in rows_in]
         samples: list[list[float]] = [[] for _ in handles]
         for r in range(repeats + 1):
-            calls = [
-                h.submit_span(k, k, mbands[d], band_in[d], link=False)
-                for d, h in enumerate(handles)
-            ]
-            timings = _wait(calls)
+            timings, dispatch = _round(
+                [(h, (k, k, mbands[d], band_in[d])) for d, h in enumerate(handles)], link=False
+            )
             runs += nd
             seconds += max(t.device_ms for t in timings) / 1e3
             if r > 0:
+                dispatches.append(dispatch)
                 for d, t in enumerate(timings):
                     samples[d].append(t.device_ms)
         out_bytes = [_bytes(inputs[k + 1][:, :, a:b]) if b > a else 0 for a, b in bands]
@@ -147,7 +166,15 @@ def profile_units(
             progress("profile units", k + 1, n)
     A, A_in = alpha_tables(graph, weights, measured)
     return LegionCosts(
-        tuple(h.name for h in handles), n, S, E, R, A, A_in, ProfilingSpent(runs, nbytes, seconds)
+        tuple(h.name for h in handles),
+        n,
+        S,
+        E,
+        R,
+        A,
+        A_in,
+        ProfilingSpent(runs, nbytes, seconds),
+        dispatch_ms=float(np.median(dispatches)),
     )
 
 
@@ -190,7 +217,8 @@ def measure_groups(
     repeats: int = 1,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, ProfilingSpent]:
-    """FSS: run every group i..j for real on all devices at once; T[i, j] = slowest device.
+    """FSS: run every group i..j for real on all devices at once; T[i, j] = slowest device
+    plus the coordinator's dispatch of that step (as the runtime counts a group).
 
     Each device's time includes sending its input band and receiving its output band over
     its link (sharing the coordinator's uplink). One warm-up, `repeats` timed runs, median.
@@ -210,14 +238,14 @@ def measure_groups(
                 band_in[d] = inputs[i][:, :, lo:hi].contiguous()
             samples: list[float] = []
             for r in range(repeats + 1):
-                calls = [
-                    handles[d].submit_span(i, j, b, band_in[d], concurrent=len(active))
-                    for d, b in active
-                ]
-                timings = _wait(calls)
-                runs += len(calls)
+                timings, dispatch = _round(
+                    [(handles[d], (i, j, b, band_in[d])) for d, b in active],
+                    concurrent=len(active),
+                )
+                runs += len(timings)
                 step = max(t.device_ms for t in timings)
                 seconds += step / 1e3
+                step += dispatch  # the group's real cost includes the coordinator's part
                 nbytes += sum(_bytes(t) for t in band_in.values())
                 nbytes += sum(_bytes(inputs[j + 1][:, :, a:b]) for _, (a, b) in active)
                 if r > 0:
