@@ -8,12 +8,14 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from maniple.devices import CallTiming, ModelSpec, Worker, open_device
 from maniple.devices.cpuslots import CpuSlots
 from maniple.devices.tiny import TINY_INPUT_SHAPE, TINY_NETWORK, tiny_cnn
+from maniple.devices.worker import from_wire, to_wire
 from maniple.errors import ManipleError
 
 TINY = ModelSpec(TINY_NETWORK, seed=3, input_shape=TINY_INPUT_SHAPE)
@@ -144,3 +146,26 @@ def test_cpu_slots_let_one_holder_per_slot() -> None:
     for t in threads:
         t.join()
     assert sorted(order) == [0, 1, 2] and not overlaps
+
+
+def test_worker_for_ray_takes_and_gives_numpy_arrays() -> None:
+    """Inside a Ray actor the worker returns numpy arrays (Ray moves them without pickling);
+    read-only arrays from Ray's object store are accepted and copied, not written to."""
+    worker = Worker("cpu", TINY, threads=1, numpy_out=True)
+    x = torch.randn(2, *TINY_INPUT_SHAPE)
+    arr = x.numpy().copy()
+    arr.setflags(write=False)
+    y, _ = worker.run_batch(arr)
+    assert isinstance(y, np.ndarray)
+    torch.testing.assert_close(from_wire(y), tiny_cnn(seed=3)(x), rtol=0, atol=0)
+
+
+def test_wire_keeps_dtypes_numpy_lacks_as_tensors() -> None:
+    t = torch.ones(2, 3, dtype=torch.bfloat16)
+    assert to_wire(t) is t
+    a = to_wire(torch.arange(6.0).reshape(2, 3))
+    assert isinstance(a, np.ndarray) and a.dtype == np.float32
+    a.setflags(write=False)
+    back = from_wire(a)
+    back += 1  # writable: a copy, not the read-only array
+    assert a[0, 0] == 0.0

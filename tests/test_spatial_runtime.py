@@ -12,7 +12,7 @@ from maniple.cluster import parse_shorthand, with_link
 from maniple.devices import DeviceSpec, LocalHandle
 from maniple.errors import ManipleError
 from maniple.graph import NoSpatialPartError, capture
-from maniple.runtime.legion import LegionSession
+from maniple.runtime.legion import LegionSession, warm_up
 from maniple.runtime.spatial import run_spatial_plan
 
 from nets import TailOnly
@@ -124,3 +124,28 @@ def test_cli_spatial_unknown_search() -> None:
             ["spatial", "--network", "vgg-16", "--devices", "cpu", "--search", "legoin"],
             catch_exceptions=False,
         )
+
+
+class CountingHandle:
+    """Wraps a handle and records what warm_up asks of it."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.spans, self.fast_forward = inner, [], []
+
+    def set_fast_forward(self, on: bool) -> None:
+        self.fast_forward.append(on)
+
+    def submit_span(self, first, last, out_rows, x_band, **kw):
+        self.spans.append((first, last, out_rows, tuple(x_band.shape), kw))
+        return self.inner.submit_span(first, last, out_rows, x_band, **kw)
+
+
+def test_warm_up_runs_the_whole_spatial_part_in_fast_forward(session) -> None:
+    handles = [CountingHandle(h) for h in session.handles]
+    warm_up(handles, session.graph, session.x, runs=2)
+    last = len(session.graph.units) - 1
+    rows = session.graph.units[last].out_shape[2]
+    for h in handles:
+        assert [s[:3] for s in h.spans] == [(0, last, (0, rows))] * 2
+        assert all(s[4] == {"link": False} for s in h.spans)
+        assert h.fast_forward == [True, False]  # on for the runs, off again after

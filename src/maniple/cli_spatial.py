@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         from maniple.cluster import open_cluster, parse_shorthand, with_link
         from maniple.devices import ModelSpec
         from maniple.graph import capture
-        from maniple.runtime.legion import LegionSession
+        from maniple.runtime.legion import LegionSession, warm_up
         from maniple.zoo import parse_input_shape, resolve
 
         if search not in SEARCHES:
@@ -92,6 +92,8 @@ def register(app: typer.Typer) -> None:
                 bar.update(tasks[what], completed=done)
 
             session = LegionSession(list(cluster), graph, repeats=repeats, progress=progress)
+            # Fresh boards run slower than settled ones: warm them before anything is timed.
+            warm_up(session.handles, graph, session.x)
             result = session.measure(search)
         if json_out:
             print_json(result.to_json())

@@ -31,7 +31,7 @@ from maniple.devices.handles import DEFAULT_TIMEOUT_S, Call, DeviceHandle, add_o
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec
 from maniple.devices.timing import CallTiming, WorkerInfo
-from maniple.devices.worker import Worker, from_wire
+from maniple.devices.worker import Worker, from_wire, to_wire
 from maniple.errors import ManipleError
 
 EMULATED_NUM_CPUS = 0.01  # logical CPUs an emulated board reserves (it sleeps most of the time)
@@ -291,10 +291,8 @@ def _real_transfer(timing: CallTiming, caller_ms: float) -> CallTiming:
 
 
 def _to_wire(arg: Any) -> Any:
-    """Tensors cross Ray as numpy arrays: the object store moves those without pickling."""
-    if isinstance(arg, torch.Tensor):
-        return arg.detach().cpu().numpy()
-    return arg
+    """Tensors cross Ray as numpy arrays (worker.to_wire); other arguments as they are."""
+    return to_wire(arg) if isinstance(arg, torch.Tensor) else arg
 
 
 def _tensor_result(finish: Callable[[Any, float], Any]) -> Callable[[Any, float], Any]:

@@ -43,6 +43,15 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def to_wire(t: torch.Tensor) -> torch.Tensor | np.ndarray:
+    """A CPU tensor as a numpy array for Ray, which moves arrays through its object store
+    without pickling; dtypes numpy lacks (bfloat16) stay tensors."""
+    try:
+        return t.detach().cpu().numpy()
+    except TypeError:
+        return t
+
+
 def from_wire(a: np.ndarray) -> torch.Tensor:
     """A tensor from an array that crossed Ray: arrays from its object store are read-only
     views of shared memory, so they are copied once (torch wants writable memory)."""
@@ -57,9 +66,9 @@ class Worker:
     threads: intra-op threads for this worker's calls (None: leave torch's setting);
              emulated boards always use 1
     clock:   the BoardClock of an emulated board (None for a real device)
-    numpy_out: return outputs as numpy arrays (set in a Ray actor: Ray moves numpy arrays
-             through its object store without pickling, ~3x faster than torch tensors);
-             inputs may always be tensors or numpy arrays
+    numpy_out: return outputs as numpy arrays where the dtype allows (set in a Ray actor:
+             Ray moves arrays without pickling; six 340 KB calls took 9 ms instead of 17
+             here); inputs may always be tensors or numpy arrays
     """
 
     def __init__(
@@ -311,4 +320,4 @@ class Worker:
                 end_s=time.time(),
                 pid=os.getpid(),
             )
-            return (y.numpy() if self.numpy_out else y), timing
+            return (to_wire(y) if self.numpy_out else y), timing
