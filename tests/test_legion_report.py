@@ -100,3 +100,42 @@ def test_rerender_refuses_a_foreign_file(tmp_path: Path) -> None:
 
 def test_searches_are_the_three_compared() -> None:
     assert SEARCHES == ("fss", "legion", "legion-wildcard")
+
+
+def load_merge_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "merge_legion.py"
+    spec = importlib.util.spec_from_file_location("merge_legion", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_merge_joins_runs_per_network_and_refuses_mixing(tmp_path: Path) -> None:
+    merge_legion = load_merge_script()
+    a = doc([row("vgg-16", "6F", 6, 1000.0, 420.0), row("vgg-19", "6F", 6, 1100.0, 500.0)])
+    b = doc([row("yolov2", "2F", 2, 1600.0, 900.0), row("vgg-16", "2F", 2, 1000.0, 650.0)])
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    with pytest.raises(ManipleError, match="vgg-16 is in inputs 1 and 2"):
+        merge_legion.merge([merge_legion.read(str(pa)), merge_legion.read(str(pb))])
+    merged = merge_legion.merge(
+        [merge_legion.read(f"{pa}@vgg-19"), merge_legion.read(f"{pb}@vgg-16,yolov2")]
+    )
+    assert [(r["network"], r["set"]) for r in merged["rows"]] == [
+        ("vgg-19", "6F"),
+        ("yolov2", "2F"),
+        ("vgg-16", "2F"),
+    ]
+    assert merged["command"].count("maniple bench legion") == 2
+    other = dict(b, machine={**b["machine"], "host": "elsewhere"})
+    with pytest.raises(ManipleError, match="one machine only"):
+        merge_legion.merge([a, other])
+    with pytest.raises(ManipleError, match="no rows of"):
+        merge_legion.read(f"{pa}@yolov2")
+    out = tmp_path / "out"
+    merge_legion.main([f"{pa}@vgg-16", f"{pb}@yolov2", "--out", str(out)])
+    assert "## Where the time goes" in (out / "legion.md").read_text()
