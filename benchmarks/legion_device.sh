@@ -10,7 +10,8 @@
 # needs beyond that machine's image (see README's set-up; jsonschema, referencing,
 # jsonschema-specifications and rpds-py for Ray), and ray-stripped.tar.xz: the Ray 2.60
 # cp312 wheel unpacked without its Java jars, RLlib, Data, Serve, Tune, Train, LLM and the
-# dashboard's web client, to fit the 64 MiB a call may carry (none of those is used).
+# dashboard's web client, to fit the 64 MiB a call may carry (none of those is used);
+# `bash benchmarks/make_ray_carry.sh` builds those.
 #
 # Usage: bash benchmarks/legion_device.sh NETWORK [OUT]   (one network per call: each
 # takes 5-10 minutes there). Merge the per-network results with
