@@ -54,12 +54,26 @@ def test_probe_of_an_absent_device_is_one_clear_line() -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.emulated
-def test_probe_of_an_emulated_firefly() -> None:
+def _probe_firefly() -> dict:
     pytest.importorskip("ray")
     pytest.importorskip("maniple.zoo")
     done = _maniple("probe", "--device", "emu:firefly-rk3399", "--network", "vgg-16", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
-    data = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.emulated
+def test_probe_of_an_emulated_firefly() -> None:
+    data = _probe_firefly()
     assert data["emulated"] and data["dilation"] == 2.0 and data["reference_ms"] == 970.0
+    assert data["latency_ms"] > 0 and data["board_ms"] > 0 and data["cpu_ms"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.emulated
+def test_probe_of_an_emulated_firefly_is_near_its_preset() -> None:
+    """A timing threshold (the host's speed drifts from its calibration by several %, see
+    devices/calibration.py): run with `pytest -m slow`; benchmarks/emulation_check.py
+    reports the same figure."""
+    data = _probe_firefly()
     assert abs(data["latency_ms"] - 970.0) <= 97.0, data
