@@ -75,6 +75,15 @@ def unit_inputs(graph: LayerGraph, x: torch.Tensor) -> list[torch.Tensor]:
     return outs
 
 
+def whole_spatial_span(graph: LayerGraph, x: torch.Tensor) -> tuple[int, Band, torch.Tensor]:
+    """(last unit, all output rows, input band): the whole spatial part as one span, the
+    arguments of `submit_span(0, last, rows, band)` that run it on one device."""
+    last = len(graph.units) - 1
+    full = (0, graph.units[last].out_shape[2])
+    lo, hi = halo(graph, 0, last, full).input_rows
+    return last, full, x[:, :, lo:hi].contiguous()
+
+
 def measure_speeds(
     handles: Sequence[DeviceHandle], graph: LayerGraph, x: torch.Tensor, repeats: int = 1
 ) -> SpeedProbe:
@@ -83,10 +92,7 @@ def measure_speeds(
     `repeats` timed runs, the median per device; no warm-up run, since every worker warms
     its kernels up with a whole forward pass when it loads the model.
     """
-    last = len(graph.units) - 1
-    full = (0, graph.units[last].out_shape[2])
-    lo, hi = halo(graph, 0, last, full).input_rows
-    x = x[:, :, lo:hi].contiguous()
+    last, full, x = whole_spatial_span(graph, x)
     times: list[list[float]] = [[] for _ in handles]
     runs, seconds = 0, 0.0
     for _ in range(repeats):

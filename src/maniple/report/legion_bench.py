@@ -31,6 +31,7 @@ DEFAULT_SETS = (
     "1F+1O", "2F+1O", "2F+2O", "3F+2O", "3F+3O",
 )  # fmt: skip
 KINDS = {"F": "firefly-rk3399", "O": "odroid-xu4"}
+BENCH_SCHEMA = "maniple.legion_bench/1"
 SEARCHES = ("fss", "legion", "legion-wildcard")
 
 
@@ -133,10 +134,8 @@ def _write(
     started: float,
 ) -> Path:
     """Write what is done so far (a long run that stops still leaves its results)."""
-    from maniple.report.legion_figures import profiling_figure, speedup_figure
-
     doc = {
-        "schema": "maniple.legion_bench/1",
+        "schema": BENCH_SCHEMA,
         "command": "maniple bench legion "
         + f"--networks {','.join(networks)} --sets {','.join(sets)} "
         + f"--repeats {repeats} --link-mbps {link_mbps:g}",
@@ -145,8 +144,15 @@ def _write(
         "rows": rows,
     }
     (out / "legion.json").write_text(json.dumps(doc, indent=1))
-    speedup_figure(rows, out / "legion-speedup.png")
-    profiling_figure(rows, out / "legion-profiling.png")
+    return _draw(doc, out)
+
+
+def _draw(doc: dict[str, Any], out: Path) -> Path:
+    """The page and the two figures under `out`, from a legion.json document."""
+    from maniple.report.legion_figures import profiling_figure, speedup_figure
+
+    speedup_figure(doc["rows"], out / "legion-speedup.png")
+    profiling_figure(doc["rows"], out / "legion-profiling.png")
     path = out / "legion.md"
     path.write_text(render_markdown(doc))
     return path
@@ -315,20 +321,13 @@ def _time_breakdown(rows: list[dict[str, Any]]) -> list[str]:
 
 def rerender(json_path: Path) -> Path:
     """Write legion.md and the figures again from a legion.json (no boards needed)."""
-    from maniple.report.legion_figures import profiling_figure, speedup_figure
-
     doc = json.loads(json_path.read_text())
-    if not isinstance(doc, dict) or doc.get("schema") != "maniple.legion_bench/1":
+    if not isinstance(doc, dict) or doc.get("schema") != BENCH_SCHEMA:
         raise ManipleError(
             f"{json_path} is not a legion.json written by `maniple bench legion` "
-            "(schema maniple.legion_bench/1)"
+            f"(schema {BENCH_SCHEMA})"
         )
-    out = json_path.parent
-    speedup_figure(doc["rows"], out / "legion-speedup.png")
-    profiling_figure(doc["rows"], out / "legion-profiling.png")
-    path = out / "legion.md"
-    path.write_text(render_markdown(doc))
-    return path
+    return _draw(doc, json_path.parent)
 
 
 if __name__ == "__main__":

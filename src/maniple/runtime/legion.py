@@ -20,7 +20,7 @@ import torch
 
 from maniple.devices.handles import DeviceHandle
 from maniple.errors import ManipleError, UnknownNameError
-from maniple.graph import LayerGraph, halo
+from maniple.graph import LayerGraph
 from maniple.plan.flc import choose_faster
 from maniple.plan.legion import plan_from_measured, plan_single, plan_spatial, wildcard_plans
 from maniple.plan.spatial_plan import SEARCHES, SpatialPlan
@@ -31,6 +31,7 @@ from maniple.profile.legion_profiler import (
     measure_groups,
     measure_speeds,
     profile_units,
+    whole_spatial_span,
 )
 from maniple.runtime.spatial import SpatialRun, run_spatial_plan
 from maniple.tiling.verify import relative_error
@@ -60,10 +61,7 @@ def warm_up(
     benchmark whose first board set meets fresh boards would time that set against
     boards still settling. Runs in fast-forward, all devices at once.
     """
-    last = len(graph.units) - 1
-    full = (0, graph.units[last].out_shape[2])
-    lo, hi = halo(graph, 0, last, full).input_rows
-    band = x[:, :, lo:hi].contiguous()
+    last, full, band = whole_spatial_span(graph, x)
     with fast_forward(handles):
         for _ in range(runs):
             for call in [h.submit_span(0, last, full, band, link=False) for h in handles]:
