@@ -25,12 +25,11 @@ from pathlib import Path
 
 import torch
 
+from maniple.batch import PlannerComparison, ProfileStore, compare_planners
 from maniple.cluster import ClusterSpec
 from maniple.devices import DeviceSpec, LinkSpec, ModelSpec
 from maniple.devices.names import cpu_description
 from maniple.devices.presets import BoardSpec
-from maniple.profile import ProfileStore
-from maniple.runtime import PlannerComparison, compare_planners
 
 REPO = Path(__file__).resolve().parents[1]
 BOARDS_MS = (1940.0, 3880.0, 7760.0)

@@ -33,22 +33,23 @@ from typing import Any
 
 import torch
 
-from maniple.cluster import ClusterSpec, open_cluster
-from maniple.devices import DeviceSpec, ModelSpec
-from maniple.devices.names import cpu_description
-from maniple.errors import ManipleError
-from maniple.plan import plan_batch
-from maniple.profile import SEED_BATCHES, ProfileStore
-from maniple.runtime import (
+from maniple.batch import (
+    SEED_BATCHES,
+    ProfileStore,
     choose_plan,
     max_rel_error,
     median_run,
+    plan_batch,
     profile_cluster,
     random_batch,
     run_interleaved,
     strict_fp32,
 )
-from maniple.runtime.infer import DEFAULT_MIN_GAIN, TOLERANCE
+from maniple.batch.infer import DEFAULT_MIN_GAIN, TOLERANCE
+from maniple.cluster import ClusterSpec, open_cluster
+from maniple.devices import DeviceSpec, ModelSpec
+from maniple.devices.names import cpu_description
+from maniple.errors import ManipleError
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORKS = ("resnet-50", "vgg-16")

@@ -17,8 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from maniple.plan import plan_batch
-from maniple.profile import PerfTable, load_tables
+from maniple.batch import PerfTable, load_tables, plan_batch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "kcc2020-perf-tables"

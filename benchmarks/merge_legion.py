@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from maniple.errors import ManipleError
-from maniple.report.legion_bench import BENCH_SCHEMA as SCHEMA
-from maniple.report.legion_bench import DEFAULT_SETS, rerender
+from maniple.spatial.bench import BENCH_SCHEMA as SCHEMA
+from maniple.spatial.bench import DEFAULT_SETS, rerender
 
 
 def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:

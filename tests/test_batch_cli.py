@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from maniple.cli import app, main
-from maniple.profile import PerfEntry, PerfTable, ProfileStore
+from maniple.batch import PerfEntry, PerfTable, ProfileStore
+from maniple.cli.app import app, main
 
 STUDY = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcc2020-perf-tables"
 needs_study = pytest.mark.skipif(not STUDY.is_dir(), reason="study tables not present")

@@ -15,21 +15,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from maniple.cluster import ClusterSpec
-from maniple.devices import DeviceSpec, LinkSpec, ModelSpec
-from maniple.devices.presets import BoardSpec
-from maniple.plan import plan_batch
-from maniple.profile import ProfileStore
-from maniple.runtime import (
+from maniple.batch import (
+    ProfileStore,
     ideal_ms,
     max_rel_error,
     median_run,
+    plan_batch,
     profile_sizes,
     profiled_cluster,
     random_batch,
     run_batch_plan,
     run_interleaved,
 )
+from maniple.cluster import ClusterSpec
+from maniple.devices import DeviceSpec, LinkSpec, ModelSpec
+from maniple.devices.presets import BoardSpec
 
 BOARDS_MS = (1940.0, 3880.0, 7760.0)  # VGG-16 latency: speeds 4:2:1
 FAST_LINK = LinkSpec(mbps=10_000, latency_ms=0.05, uplink_mbps=100_000)
@@ -94,8 +94,8 @@ def test_exact_split_on_units_of_speed_1_2_4_meets_its_prediction(tmp_path: Path
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cpu_and_cuda_split_is_never_slower_than_cuda_alone(tmp_path: Path) -> None:
+    from maniple.batch import InferOptions, infer
     from maniple.cluster import parse_shorthand
-    from maniple.runtime import InferOptions, infer
 
     options = InferOptions(
         network="resnet-18",

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from maniple.batch import PLANNERS, BatchPlan, PerfEntry, PerfTable, load_tables, plan_batch
 from maniple.errors import ManipleError, UnknownNameError
-from maniple.plan import PLANNERS, BatchPlan, plan_batch
-from maniple.profile import PerfEntry, PerfTable, load_tables
 
 STUDY = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcc2020-perf-tables"
 needs_study = pytest.mark.skipif(not STUDY.is_dir(), reason="study tables not present")

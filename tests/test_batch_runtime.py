@@ -14,24 +14,28 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from maniple.cli import app, main
-from maniple.devices import DeviceSpec, LocalHandle, ModelSpec
-from maniple.devices.tiny import TINY_INPUT_SHAPE, TINY_NETWORK, tiny_cnn
-from maniple.errors import ManipleError
-from maniple.plan import plan_batch
-from maniple.profile import DeviceKey, DeviceOutOfMemory, PerfEntry, PerfTable, ProfileStore
-from maniple.runtime import (
+from maniple.batch import (
     DeviceBatchRunner,
+    DeviceKey,
+    DeviceOutOfMemory,
+    PerfEntry,
+    PerfTable,
+    ProfileStore,
     choose_plan,
     ideal_ms,
     is_out_of_memory,
     max_rel_error,
+    plan_batch,
     profile_device,
     profile_sizes,
     run_batch_plan,
     table_network,
 )
-from maniple.runtime.measure_io import io_sizes
+from maniple.batch.measure_io import io_sizes
+from maniple.cli.app import app, main
+from maniple.devices import DeviceSpec, LocalHandle, ModelSpec
+from maniple.devices.tiny import TINY_INPUT_SHAPE, TINY_NETWORK, tiny_cnn
+from maniple.errors import ManipleError
 
 runner = CliRunner()
 TINY = ModelSpec(TINY_NETWORK, seed=1, input_shape=TINY_INPUT_SHAPE)

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from maniple.devices.calibration import Calibration
+from maniple.devices.calibration_record import Calibration
 from maniple.devices.emulated import DEFAULT_DILATION, BoardClock, dilation_for
 from maniple.devices.link import LinkSpec
 from maniple.devices.presets import FIREFLY_MS, board

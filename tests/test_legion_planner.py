@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maniple.errors import ManipleError, UnknownNameError
-from maniple.plan.flc import (
+from maniple.spatial.costs import (
+    LegionCosts,
+    ProfilingSpent,
+    group_device_ms,
+    predict_all,
+    predict_group,
+)
+from maniple.spatial.flc import (
     best_flc,
     brute_force_flc,
     choose_faster,
@@ -23,20 +30,13 @@ from maniple.plan.flc import (
     one_group,
     wildcard_candidate,
 )
-from maniple.plan.legion import (
+from maniple.spatial.plan import SpatialPlan
+from maniple.spatial.planners import (
     plan_for_flc,
     plan_from_measured,
     plan_single,
     plan_spatial,
     wildcard_plans,
-)
-from maniple.plan.spatial_plan import SpatialPlan
-from maniple.profile.legion_costs import (
-    LegionCosts,
-    ProfilingSpent,
-    group_device_ms,
-    predict_all,
-    predict_group,
 )
 from maniple.tiling.bands import split_rows
 

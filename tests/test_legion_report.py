@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from maniple.errors import ManipleError
-from maniple.report.legion_bench import SEARCHES, render_markdown, rerender
+from maniple.spatial.bench import SEARCHES, render_markdown, rerender
 
 
 def result(latency: float, single: float, flc: list[list[int]], prof: float) -> dict[str, Any]:

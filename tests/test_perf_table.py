@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from maniple.batch import SEED_BATCHES, PerfEntry, PerfTable, load_table, load_tables
 from maniple.errors import ManipleError, UnknownNameError
-from maniple.profile import SEED_BATCHES, PerfEntry, PerfTable, load_table, load_tables
 
 STUDY = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcc2020-perf-tables"
 NETWORKS = [

@@ -7,13 +7,13 @@ import torch
 from typer.testing import CliRunner
 
 from maniple import zoo
-from maniple.cli import app
+from maniple.cli.app import app
 from maniple.cluster import parse_shorthand, with_link
 from maniple.devices import DeviceSpec, LocalHandle
 from maniple.errors import ManipleError
 from maniple.graph import NoSpatialPartError, capture
-from maniple.runtime.legion import LegionSession, warm_up
-from maniple.runtime.spatial import run_spatial_plan
+from maniple.spatial.runtimes.star import run_spatial_plan
+from maniple.spatial.session import LegionSession, warm_up
 
 from nets import TailOnly
 

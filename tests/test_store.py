@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from maniple.errors import ManipleError
-from maniple.profile import (
+from maniple.batch import (
     DeviceKey,
     DeviceOutOfMemory,
     PerfEntry,
@@ -18,6 +17,7 @@ from maniple.profile import (
     default_store_path,
     profile_batch_table,
 )
+from maniple.errors import ManipleError
 
 GPU = DeviceKey("cuda:0", "cuda", "hostA")
 CPU = DeviceKey("cpu", "cpu", "hostA")

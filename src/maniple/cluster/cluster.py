@@ -17,7 +17,7 @@ from torch import nn
 from maniple.cluster.spec import ClusterSpec, load_cluster
 from maniple.devices.handles import DeviceHandle, LocalHandle
 from maniple.devices.model_spec import ModelSpec
-from maniple.devices.names import DeviceSpec, check_present
+from maniple.devices.names import check_present
 from maniple.devices.timing import WorkerInfo
 from maniple.errors import ManipleError, UnknownNameError
 
@@ -93,23 +93,6 @@ class Cluster:
         return f"<Cluster {', '.join(self.names)}>"
 
 
-def _ray_node_devices() -> list[DeviceSpec]:
-    """One ray device per live node's CPU and per GPU (for `--ray` with no devices)."""
-    import ray
-
-    specs = []
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    ips = [n["NodeManagerAddress"] for n in nodes]
-    for n in nodes:
-        selector = (
-            n["NodeManagerAddress"] if ips.count(n["NodeManagerAddress"]) == 1 else n["NodeID"][:12]
-        )
-        specs.append(DeviceSpec("ray", node=selector, target="cpu"))
-        for g in range(int(n["Resources"].get("GPU", 0))):
-            specs.append(DeviceSpec("ray", node=selector, target=f"cuda:{g}"))
-    return specs
-
-
 def open_cluster(
     spec: ClusterSpec | str | Path,
     model: ModelSpec | nn.Module | None = None,
@@ -129,11 +112,11 @@ def open_cluster(
     session = None
     try:
         if spec.needs_ray:
-            from maniple.devices.ray_backend import ensure_ray
+            from maniple.devices.ray_backend import ensure_ray, ray_node_devices
 
             session = ensure_ray(spec.ray_address)
             if spec.ray_all_nodes:
-                spec = dataclasses.replace(spec, devices=tuple(_ray_node_devices()))
+                spec = dataclasses.replace(spec, devices=tuple(ray_node_devices()))
         clocks = _clocks(spec)
         for d in spec.devices:
             if d.is_local:

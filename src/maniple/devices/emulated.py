@@ -27,7 +27,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
-from maniple.devices.calibration import Calibration
+from maniple.devices.calibration_record import Calibration
 from maniple.devices.cpuslots import CpuSlots, slot_count
 from maniple.devices.presets import BoardSpec
 from maniple.errors import ManipleError
@@ -120,21 +120,6 @@ class BoardClock:
         if not self.fast_forward and ms > 0:
             sleep_until(time.perf_counter() + ms * self.dilation / 1e3)
         return ms
-
-
-def board_clock(
-    board: BoardSpec, *, dilation: float | None = None, fast_forward: bool = False
-) -> BoardClock:
-    """The clock for `board` on this host, calibrating first if this host has no cached
-    calibration (under a minute, once)."""
-    from maniple.devices.calibration import load_calibration
-
-    return BoardClock(
-        board,
-        load_calibration(),
-        DEFAULT_DILATION if dilation is None else float(dilation),
-        fast_forward,
-    )
 
 
 def dilation_for(

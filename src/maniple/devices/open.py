@@ -46,7 +46,7 @@ def open_device(
 
     clock = None
     if spec.is_emulated:
-        from maniple.devices.emulated import board_clock
+        from maniple.devices.calibration import board_clock
 
         assert spec.board is not None
         clock = board_clock(spec.board, dilation=dilation, fast_forward=fast_forward)

@@ -533,3 +533,23 @@ class RayHandle(DeviceHandle):
         if self._session is not None:
             release_ray(self._session)
             self._session = None
+
+
+def this_node_id() -> str:
+    """The Ray node id of this process (Ray must be up)."""
+    return _import_ray().get_runtime_context().get_node_id()
+
+
+def ray_node_devices() -> list[DeviceSpec]:
+    """One ray device per live node's CPU and per GPU (for `--ray` with no devices)."""
+    specs = []
+    nodes = [n for n in _import_ray().nodes() if n.get("Alive")]
+    ips = [n["NodeManagerAddress"] for n in nodes]
+    for n in nodes:
+        selector = (
+            n["NodeManagerAddress"] if ips.count(n["NodeManagerAddress"]) == 1 else n["NodeID"][:12]
+        )
+        specs.append(DeviceSpec("ray", node=selector, target="cpu"))
+        for g in range(int(n["Resources"].get("GPU", 0))):
+            specs.append(DeviceSpec("ray", node=selector, target=f"cuda:{g}"))
+    return specs

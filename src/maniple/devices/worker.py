@@ -26,9 +26,9 @@ from torch import nn
 from maniple.devices.emulated import BoardClock
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec, parse_device
-from maniple.devices.precision import strict_fp32
 from maniple.devices.timing import CallTiming, WorkerInfo
 from maniple.errors import ManipleError
+from maniple.precision import strict_fp32
 
 SpanKey = tuple[int, int, tuple[int, int], tuple[int, ...]]
 

@@ -1,6 +1,6 @@
 """Layer graph: torch.fx capture, units of the spatial part, the tail, and halo math."""
 
-from maniple.graph.capture import LayerGraph, LayerNode, TraceError, Unit, capture
+from maniple.graph.capture import capture
 from maniple.graph.halo import (
     HaloPlan,
     NodeBand,
@@ -13,6 +13,7 @@ from maniple.graph.halo import (
 )
 from maniple.graph.ops import OpInfo, UnsupportedOpError, Window, register_op
 from maniple.graph.rowmap import RowMap
+from maniple.graph.types import LayerGraph, LayerNode, TraceError, Unit
 from maniple.graph.units import NoSpatialPartError
 
 __all__ = [

@@ -9,152 +9,17 @@ where a single tensor is live) that fused groups are made of.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import replace
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from maniple.errors import ManipleError
-from maniple.graph.ops import OpInfo, Window, classify, module_path
-from maniple.graph.rowmap import RowMap
-
-
-class TraceError(ManipleError):
-    """torch.fx could not trace the module."""
-
-
-@dataclass(frozen=True)
-class LayerNode:
-    """One fx node with what maniple knows about it."""
-
-    index: int
-    name: str
-    op: str
-    target: str
-    kind: str
-    role: str
-    inputs: tuple[str, ...]
-    module_path: str
-    out_shape: tuple[int, ...] | None
-    macs: int
-    out_bytes: int
-    rowmap: RowMap | None = None
-    window: Window | None = None
-
-    @property
-    def height(self) -> int:
-        """Rows of this node's output (dim 2), for 4-D outputs."""
-        assert self.out_shape is not None and len(self.out_shape) == 4, self.name
-        return self.out_shape[2]
-
-
-@dataclass(frozen=True)
-class Unit:
-    """A span of nodes between two cut points: what Legion fuses into groups.
-
-    `input` is the single live tensor before the unit, `output` the one after it. `kernel`,
-    `stride` and `padding` are the unit's effective row features as the halo math sees them
-    (for a single conv they are the conv's own; for a residual block, its receptive field).
-    """
-
-    index: int
-    name: str
-    kind: str
-    input: str
-    output: str
-    nodes: tuple[str, ...]
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    macs: int
-    out_bytes: int
-    kernel: int = 1
-    stride: int = 1
-    padding: int = 0
-
-
-@dataclass(eq=False)
-class LayerGraph:
-    """A traced network: nodes, units of the spatial part, and the tail."""
-
-    module: fx.GraphModule
-    input_shape: tuple[int, int, int]
-    nodes: list[LayerNode]
-    units: list[Unit]
-    tail: list[LayerNode]
-    name: str = "model"
-    _by_name: dict[str, LayerNode] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        self._by_name = {n.name: n for n in self.nodes}
-
-    def node(self, name: str) -> LayerNode:
-        return self._by_name[name]
-
-    @property
-    def spatial_output(self) -> str:
-        """Name of the node whose output ends the spatial part."""
-        return self.units[-1].output
-
-    @property
-    def macs(self) -> int:
-        return sum(n.macs for n in self.nodes)
-
-    @property
-    def params(self) -> int:
-        return sum(p.numel() for p in self.module.parameters())
-
-    def unit_range_check(self, first: int, last: int) -> None:
-        """Raise a clear error unless 0 <= first <= last < number of units."""
-        n = len(self.units)
-        if not (0 <= first <= last < n):
-            raise ManipleError(
-                f"unit span {first}..{last} is outside the spatial part of {self.name!r}, "
-                f"which has units 0..{n - 1}; pick first <= last within that range"
-            )
-
-    @cached_property
-    def spatial_module(self) -> fx.GraphModule:
-        """GraphModule from the network input to the spatial part's output."""
-        return _sub_module(self.module, None, self.spatial_output)
-
-    @cached_property
-    def tail_module(self) -> fx.GraphModule:
-        """GraphModule from the spatial part's output to the network output."""
-        return _sub_module(self.module, self.spatial_output, None)
-
-    def fx_node(self, name: str) -> fx.Node:
-        return self._fx_nodes[name]
-
-    @cached_property
-    def _fx_nodes(self) -> dict[str, fx.Node]:
-        return {n.name: n for n in self.module.graph.nodes}
-
-
-def _sub_module(gm: fx.GraphModule, start: str | None, end: str | None) -> fx.GraphModule:
-    """Copy the nodes of `gm` from `start`'s output (exclusive) to `end` (inclusive)."""
-    graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
-    started = start is None
-    for node in gm.graph.nodes:
-        if not started:
-            if node.name == start:
-                env[node] = graph.placeholder("x")
-                started = True
-            elif node.op == "get_attr":
-                env[node] = graph.node_copy(node, lambda n: env[n])
-            continue
-        if node.op == "output":
-            if end is None:
-                graph.node_copy(node, lambda n: env[n])
-            break
-        env[node] = graph.node_copy(node, lambda n: env[n])
-        if end is not None and node.name == end:
-            graph.output(env[node])
-            break
-    return fx.GraphModule(gm, graph)
-
+from maniple.graph.halo import halo
+from maniple.graph.ops import OpInfo, classify, module_path
+from maniple.graph.types import LayerGraph, LayerNode, TraceError, Unit
+from maniple.graph.units import find_units
 
 # torch.fx patches nn.Module.__call__ for the whole process while it traces, so two threads
 # tracing at once (two local devices building their band programs) corrupt each other.
@@ -248,8 +113,6 @@ def capture(
         )
     _check_row_local_shapes(nodes)
     graph_name = name or type(module).__name__
-    from maniple.graph.units import find_units  # units need the nodes built above
-
     units, tail = find_units(nodes, graph_name)
     graph = LayerGraph(gm, tuple(int(s) for s in input_shape), nodes, units, tail, graph_name)
     graph.units[:] = [_with_row_features(graph, u) for u in graph.units]
@@ -259,10 +122,6 @@ def capture(
 def _with_row_features(graph: LayerGraph, unit: Unit) -> Unit:
     """Fill a unit's kernel/stride/padding: the op's own for a single window op, else the
     effective ones of the whole block as the halo math sees them (middle output row)."""
-    from dataclasses import replace
-
-    from maniple.graph.halo import halo
-
     anchors = [graph.node(n).window for n in unit.nodes if graph.node(n).window is not None]
     if unit.kind != "block" and len(anchors) == 1:
         w = anchors[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from maniple.graph.capture import LayerGraph, Unit
+from maniple.graph.types import LayerGraph, Unit
 
 
 def unit_features(unit: Unit) -> str:

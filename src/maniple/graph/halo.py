@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from maniple.errors import ManipleError
-from maniple.graph.capture import LayerGraph
+from maniple.graph.types import LayerGraph
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from maniple.errors import ManipleError
 
 if TYPE_CHECKING:
-    from maniple.graph.capture import LayerNode, Unit
+    from maniple.graph.types import LayerNode, Unit
 
 _ANCHOR_ROWMAPS = {"window", "upsample", "unshuffle", "shuffle"}
 
@@ -61,7 +61,6 @@ def _is_anchor(node: LayerNode) -> bool:
 
 def find_units(nodes: list[LayerNode], name: str) -> tuple[list[Unit], list[LayerNode]]:
     """Split the node list into units of the spatial part and the tail."""
-    from maniple.graph.capture import Unit
 
     placeholders = [n for n in nodes if n.op == "placeholder"]
     if len(placeholders) != 1:

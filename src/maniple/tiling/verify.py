@@ -103,7 +103,7 @@ def verify_split(
     if devices < 1:
         raise ManipleError(f"--devices must be at least 1, got {devices}")
     if str(device).startswith("cuda"):
-        from maniple.devices.precision import strict_fp32
+        from maniple.precision import strict_fp32
 
         strict_fp32()  # TF32 convolutions would differ from fp32 by ~1e-3 of the scale
     rng = random.Random(seed)

@@ -1,0 +1,45 @@
+"""The `maniple` app and what every command shares: the console, the JSON printer and
+the progress bar. Commands live one file per group beside this one; `maniple.cli.main`
+puts them together."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(
+    help="Run one network's inference on devices that differ in speed, faster than any alone.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def progress_bar() -> Progress:
+    """The bar long commands show on the terminal (gone when done, never on stdout's JSON)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        transient=True,
+        console=err_console,
+    )
+
+
+def split_names(values: list[str] | None) -> list[str] | None:
+    """`--device a,b --device c` -> [a, b, c]; None when no device was named."""
+    names = [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+    return names or None

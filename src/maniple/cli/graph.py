@@ -1,0 +1,157 @@
+"""CLI commands about a network itself: `models`, `inspect`, `verify`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from maniple.errors import ManipleError
+
+NetworkArg = Annotated[
+    str,
+    typer.Argument(
+        help="A zoo name (see `maniple models`) or `package.module:callable` returning a module."
+    ),
+]
+InputShapeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input-shape",
+        help="C,H,W of one input image; required for module specs, overrides a zoo network's.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _load_graph(network: str, input_shape: str | None, seed: int = 0):  # noqa: ANN202
+    from maniple.graph import capture
+    from maniple.zoo import parse_input_shape, resolve
+
+    shape = parse_input_shape(input_shape) if input_shape else None
+    module, shape, name = resolve(network, shape, seed=seed)
+    return capture(module, shape, name)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this file's commands to the main app."""
+    from maniple.cli.app import console, print_json
+
+    @app.command("models")
+    def models_command(json_out: JsonOpt = False) -> None:
+        """List the zoo networks: input shape, GMACs, GFLOPs, parameters, units."""
+        from maniple.graph import capture
+        from maniple.zoo import build, input_shape, names
+
+        rows = []
+        for name in names():
+            graph = capture(build(name), input_shape(name), name)
+            rows.append(
+                {
+                    "name": name,
+                    "input_shape": list(input_shape(name)),
+                    "gmacs": round(graph.macs / 1e9, 3),
+                    "gflops": round(2 * graph.macs / 1e9, 3),
+                    "params": graph.params,
+                    "units": len(graph.units),
+                }
+            )
+        if json_out:
+            print_json({"models": rows})
+            return
+        table = Table(title="maniple model zoo (random weights)")
+        for col in ("name", "input (C,H,W)", "GMACs", "GFLOPs", "params (M)", "units"):
+            table.add_column(col, justify="left" if col == "name" else "right")
+        for r in rows:
+            table.add_row(
+                r["name"],
+                ",".join(map(str, r["input_shape"])),
+                f"{r['gmacs']:.2f}",
+                f"{r['gflops']:.2f}",
+                f"{r['params'] / 1e6:.1f}",
+                str(r["units"]),
+            )
+        console.print(table)
+
+    @app.command("inspect")
+    def inspect_command(
+        network: NetworkArg,
+        input_shape: InputShapeOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Show a network's units (what fused groups are made of) and its tail."""
+        from maniple.graph.describe import describe_graph
+
+        info = describe_graph(_load_graph(network, input_shape))
+        if json_out:
+            print_json(info)
+            return
+        shape = ",".join(map(str, info["input_shape"]))
+        table = Table(
+            title=f"{info['network']}: input {shape}, {info['macs'] / 1e9:.2f} GMACs, "
+            f"{len(info['units'])} units"
+        )
+        for col in ("#", "unit", "kind", "features", "output (N,C,H,W)", "MMACs"):
+            table.add_column(col, justify="right" if col in ("#", "MMACs") else "left")
+        for u in info["units"]:
+            table.add_row(
+                str(u["index"]),
+                u["name"],
+                u["kind"],
+                u["features"],
+                "x".join(map(str, u["out_shape"])),
+                f"{u['macs'] / 1e6:.1f}",
+            )
+        console.print(table)
+        tail = ", ".join(f"{t['kind']} ({t['module']})" for t in info["tail"]) or "(none)"
+        console.print(f"tail, run whole on one device: {tail}")
+
+    @app.command("verify")
+    def verify_command(
+        network: NetworkArg,
+        devices: Annotated[int, typer.Option(help="Devices to split each map across.")] = 4,
+        trials: Annotated[int, typer.Option(help="Random fused configurations to try.")] = 5,
+        seed: Annotated[int, typer.Option(help="Seed for configurations, ratios, input.")] = 0,
+        dtype: Annotated[str, typer.Option(help="float32 or float16.")] = "float32",
+        device: Annotated[str, typer.Option(help="Where to run the bands: cpu or cuda:N.")] = "cpu",
+        input_shape: InputShapeOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Check that NETWORK splits exactly: random groups and ratios, band by band.
+
+        Exits 1 when any trial's error exceeds the tolerance (1e-4 of the output's scale
+        in float32, 1e-2 in float16).
+        """
+        import torch
+
+        from maniple.tiling.verify import verify_split
+
+        dtypes = {"float32": torch.float32, "float16": torch.float16}
+        if dtype not in dtypes:
+            raise ManipleError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+        graph = _load_graph(network, input_shape, seed=0)
+        tol = 1e-4 if dtype == "float32" else 1e-2
+        result = verify_split(graph, trials, devices, seed, dtypes[dtype], device, tol)
+        if json_out:
+            print_json(result.to_json())
+        else:
+            table = Table(title=f"{result.network}: {trials} random splits over {devices} devices")
+            for col in ("trial", "groups", "ratios", "max rel. error"):
+                table.add_column(col)
+            for i, t in enumerate(result.trials):
+                table.add_row(
+                    str(i),
+                    " ".join(f"{a}-{b}" for a, b in t.flc),
+                    " ".join(f"{r:.2f}" for r in t.ratios),
+                    f"{t.max_rel_error:.2e}",
+                )
+            console.print(table)
+            worst = result.worst
+            verdict = "[green]exact[/]" if result.ok else "[red]NOT exact[/]"
+            console.print(
+                f"{verdict}: largest error {result.max_rel_error:.2e} (tolerance {tol:.0e}); "
+                f"worst case cuts {list(worst.cuts)} ratios {list(worst.ratios)}"
+            )
+        if not result.ok:
+            raise typer.Exit(1)

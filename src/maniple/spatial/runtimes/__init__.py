@@ -1,0 +1,1 @@
+"""Spatial runtimes: each one file that executes a `Schedule` on open devices."""

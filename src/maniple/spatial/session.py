@@ -1,0 +1,301 @@
+"""Legion end to end on a set of devices: measure, plan with any search, run, compare.
+
+A `LegionSession` holds one network on one set of open devices and caches what several
+searches share (device speeds, single-unit costs, FSS's measured group costs), so a
+benchmark can compare every search on the same profile. Profiling runs with emulated
+boards in fast-forward (board time added up, no sleeping); every latency reported comes
+from a real-time run in which the boards really work at once.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from maniple.devices.handles import DeviceHandle
+from maniple.errors import ManipleError, UnknownNameError
+from maniple.graph import LayerGraph
+from maniple.spatial.costs import LegionCosts, ProfilingSpent
+from maniple.spatial.flc import choose_faster
+from maniple.spatial.plan import SEARCHES, SpatialPlan
+from maniple.spatial.planners import plan_from_measured, plan_single, plan_spatial, wildcard_plans
+from maniple.spatial.profiler import (
+    SpeedProbe,
+    check_devices,
+    measure_groups,
+    measure_speeds,
+    profile_units,
+    whole_spatial_span,
+)
+from maniple.spatial.runtimes.star import SpatialRun, run_spatial_plan
+from maniple.tiling.verify import relative_error
+
+Progress = Callable[[str, int, int], None]
+
+
+@contextmanager
+def fast_forward(handles: Sequence[DeviceHandle], on: bool = True) -> Iterator[None]:
+    """Emulated boards skip their sleeps inside the block (profiling); others are unaffected."""
+    for h in handles:
+        h.set_fast_forward(on)
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.set_fast_forward(not on)
+
+
+def warm_up(
+    handles: Sequence[DeviceHandle], graph: LayerGraph, x: torch.Tensor, runs: int = 2
+) -> None:
+    """Run the whole spatial part `runs` times on every device, untimed and not counted.
+
+    Why: a fresh emulated board's first runs are slower than its settled ones (cold caches
+    and allocator, and its clock keeps the fastest run of each piece of work), so a
+    benchmark whose first board set meets fresh boards would time that set against
+    boards still settling. Runs in fast-forward, all devices at once.
+    """
+    last, full, band = whole_spatial_span(graph, x)
+    with fast_forward(handles):
+        for _ in range(runs):
+            for call in [h.submit_span(0, last, full, band, link=False) for h in handles]:
+                call.result()
+
+
+@dataclass(frozen=True)
+class SpatialResult:
+    """One search's plan, measured: what `maniple spatial --json` prints."""
+
+    network: str
+    search: str
+    plan: SpatialPlan
+    latencies_ms: tuple[float, ...]
+    single_device: str
+    single_device_ms: float
+    max_rel_error: float
+    profile: ProfilingSpent
+    fast_forward_ms: float | None = None
+    device_ms: float | None = None
+    candidates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    overrun_ms: float = 0.0
+
+    @property
+    def latency_ms(self) -> float:
+        return statistics.median(self.latencies_ms)
+
+    @property
+    def speedup(self) -> float:
+        return self.single_device_ms / self.latency_ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "search": self.search,
+            "devices": list(self.plan.devices),
+            "flc": [list(g) for g in self.plan.flc],
+            "bands": [[list(b) for b in group] for group in self.plan.bands],
+            "predicted_ms": self.plan.predicted_ms,
+            "latency_ms": self.latency_ms,
+            "latencies_ms": list(self.latencies_ms),
+            "fast_forward_ms": self.fast_forward_ms,
+            "device_ms": self.device_ms,
+            "coordinator_ms": None if self.device_ms is None else self.latency_ms - self.device_ms,
+            "single_device": self.single_device,
+            "single_device_ms": self.single_device_ms,
+            "speedup": self.speedup,
+            "max_rel_error": self.max_rel_error,
+            "profile_seconds": self.profile.seconds,
+            "profile_runs": self.profile.runs,
+            "profile_bytes": self.profile.bytes,
+            "overrun_ms": self.overrun_ms,
+            "candidates": list(self.candidates),
+        }
+
+
+class LegionSession:
+    """One network on one set of open devices; see the module docstring."""
+
+    def __init__(
+        self,
+        handles: Sequence[DeviceHandle],
+        graph: LayerGraph,
+        x: torch.Tensor | None = None,
+        *,
+        repeats: int = 3,
+        profile_repeats: int = 1,
+        progress: Progress | None = None,
+    ) -> None:
+        check_devices(handles)
+        most_rows = max(u.out_shape[2] for u in graph.units)
+        if len(handles) > most_rows:
+            raise ManipleError(
+                f"{len(handles)} devices but the largest feature map of {graph.name!r} has "
+                f"{most_rows} rows, so some devices would never get work; use at most "
+                f"{most_rows} devices, or a larger input (--input-shape)"
+            )
+        self.handles = list(handles)
+        self.by_name = {h.name: h for h in handles}
+        self.graph = graph
+        gen = torch.Generator().manual_seed(0)
+        self.x = x if x is not None else torch.randn(1, *graph.input_shape, generator=gen)
+        self.repeats = repeats
+        self.profile_repeats = profile_repeats
+        self.progress = progress
+        with torch.no_grad():
+            self.reference = graph.module(self.x)
+        self._speeds: SpeedProbe | None = None
+        self._costs: LegionCosts | None = None
+        self._fss: tuple[np.ndarray, ProfilingSpent] | None = None
+        self._single: tuple[str, float, float] | None = None
+        self._runs: dict[tuple[Any, ...], list[SpatialRun]] = {}
+
+    @property
+    def unit_heights(self) -> tuple[int, ...]:
+        return tuple(u.out_shape[2] for u in self.graph.units)
+
+    # -- profiling (fast-forward) ---------------------------------------------------------
+    def speeds(self) -> SpeedProbe:
+        if self._speeds is None:
+            with fast_forward(self.handles):
+                self._speeds = measure_speeds(self.handles, self.graph, self.x)
+        return self._speeds
+
+    def costs(self) -> LegionCosts:
+        if self._costs is None:
+            self._costs = self._sweep(profile_units)
+        return self._costs
+
+    def _costs_with_probe(self) -> LegionCosts:
+        """Legion's cost tables with the speed probe counted in their profiling."""
+        costs = self.costs()
+        return replace(costs, spent=self.speeds().spent + costs.spent)
+
+    def fss_costs(self) -> tuple[np.ndarray, ProfilingSpent]:
+        if self._fss is None:
+            self._fss = self._sweep(measure_groups)
+        return self._fss
+
+    def _sweep(self, profiler: Callable[..., Any]) -> Any:
+        """Run a profiling sweep over the band weights with the boards in fast-forward."""
+        weights = self.speeds().weights
+        with fast_forward(self.handles):
+            return profiler(
+                self.handles,
+                self.graph,
+                self.x,
+                weights,
+                repeats=self.profile_repeats,
+                progress=self.progress,
+            )
+
+    # -- running (real time) ----------------------------------------------------------------
+    def run(self, plan: SpatialPlan) -> list[SpatialRun]:
+        """`repeats` real-time runs of `plan` after one untimed warm-up run.
+
+        Runs are kept per (devices, groups, bands): searches that pick the same plan (Legion
+        and the Wild Card's base) share one measurement instead of drawing two samples.
+        """
+        key = (plan.devices, plan.flc, plan.bands)
+        if key not in self._runs:
+            runs = []
+            for r in range(self.repeats + 1):
+                result = run_spatial_plan(plan, self.by_name, self.graph, self.x)
+                if r > 0:
+                    runs.append(result)
+            self._runs[key] = runs
+        return self._runs[key]
+
+    def fast_forward_ms(self, plan: SpatialPlan) -> float:
+        """The same plan's latency on the other clock: boards in fast-forward, board time."""
+        with fast_forward(self.handles):
+            run = run_spatial_plan(plan, self.by_name, self.graph, self.x, run_tail=False)
+        return run.device_ms
+
+    def single(self) -> tuple[str, float, float]:
+        """(fastest device, its measured real-time latency alone, its max relative error)."""
+        if self._single is None:
+            speeds = self.speeds()
+            best = speeds.devices[int(np.argmin(speeds.spatial_ms))]
+            plan = plan_single(self.graph.name, best, self.unit_heights)
+            runs = self.run(plan)
+            err = max(relative_error(r.output, self.reference) for r in runs)
+            self._single = (best, statistics.median(r.latency_ms for r in runs), err)
+        return self._single
+
+    # -- searches ---------------------------------------------------------------------------
+    def plan(self, search: str) -> SpatialPlan:
+        """The plan a search picks (no Wild Card real runs; see `measure`)."""
+        if search not in SEARCHES:
+            raise UnknownNameError("search", search, SEARCHES)
+        heights, weights = self.unit_heights, self.speeds().weights
+        name = self.graph.name
+        if search == "single":
+            best, _, _ = self.single()
+            return plan_single(name, best, heights)
+        if search == "fss":
+            T, spent = self.fss_costs()
+            devices = [h.name for h in self.handles]
+            return plan_from_measured(
+                T, devices, heights, weights, name, self.speeds().spent + spent
+            )
+        costs = self._costs_with_probe()
+        if search == "legion-wildcard":
+            return wildcard_plans(costs, heights, weights, name)[0]
+        return plan_spatial(costs, search, heights, weights, name)
+
+    def measure(self, search: str) -> SpatialResult:
+        """Plan with `search`, run it for real, and compare with the fastest device alone."""
+        best, single_ms, _ = self.single()
+        candidates: list[dict[str, Any]] = []
+        if search == "legion-wildcard":
+            costs = self._costs_with_probe()
+            base, merged = wildcard_plans(
+                costs, self.unit_heights, self.speeds().weights, self.graph.name
+            )
+            measured = [(base, self.run(base))]
+            if merged is not None:
+                measured.append((merged, self.run(merged)))
+            for p, runs in measured:
+                candidates.append(
+                    {
+                        "flc": [list(g) for g in p.flc],
+                        "predicted_ms": p.predicted_ms,
+                        "latency_ms": statistics.median(r.latency_ms for r in runs),
+                    }
+                )
+            chosen = choose_faster(
+                [(p.flc, c["latency_ms"]) for (p, _), c in zip(measured, candidates)]
+            )
+            plan, runs = next((p, r) for p, r in measured if p.flc == chosen)
+            extra = sum(c["latency_ms"] for c in candidates) * (self.repeats + 1) / 1e3
+            spent = plan.spent + ProfilingSpent(len(measured) * (self.repeats + 1), 0, extra)
+            plan = replace(plan, spent=spent)
+        else:
+            plan = self.plan(search)
+            runs = self.run(plan)
+        err = max(relative_error(r.output, self.reference) for r in runs)
+        if err > 1e-4:
+            raise ManipleError(
+                f"{search} on {self.graph.name}: split output differs from the single-device "
+                f"output by {err:.2e} of its scale (limit 1e-4); this is a bug, please report it"
+            )
+        return SpatialResult(
+            network=self.graph.name,
+            search=search,
+            plan=plan,
+            latencies_ms=tuple(r.latency_ms for r in runs),
+            single_device=best,
+            single_device_ms=single_ms,
+            max_rel_error=err,
+            profile=plan.spent,
+            fast_forward_ms=self.fast_forward_ms(plan),
+            device_ms=statistics.median(r.device_ms for r in runs),
+            candidates=tuple(candidates),
+            overrun_ms=max(r.overrun_ms for r in runs),
+        )
