@@ -11,7 +11,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD/src:$PWD/tests${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-maniple() { python3 -c 'from maniple.cli.app import main; main()' "$@"; }
+maniple() { python3 -c 'from maniple.cli import main; main()' "$@"; }
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'

@@ -24,7 +24,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   --target /tmp/site .whl/*.whl || exit 1
 [ -d /tmp/site/ray ] || tar -xJf .whl/ray-stripped.tar.xz -C /tmp/site || exit 1
 export PYTHONPATH="$PWD/src:/tmp/site" PYTHONUNBUFFERED=1 MANIPLE_CACHE_DIR="$PWD/.device-cache"
-maniple() { python3 -c 'from maniple.cli.app import main; main()' "$@"; }
+maniple() { python3 -c 'from maniple.cli import main; main()' "$@"; }
 { nproc; lscpu | grep -E "Model name|^CPU\(s\)"; python3 -c 'import torch; print("torch", torch.__version__)'; } \
   > "$OUT/$NET/machine.txt"
 python3 -m maniple.devices.calibration > "$OUT/$NET/calibration.json" 2> "$OUT/$NET/log.txt"

@@ -12,7 +12,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-maniple() { python3 -c 'from maniple.cli.app import main; main()' "$@"; }
+maniple() { python3 -c 'from maniple.cli import main; main()' "$@"; }
 nvidia-smi --query-gpu=index,name,memory.total --format=csv > "$OUT/machine.txt"
 nproc >> "$OUT/machine.txt"
 DB="$OUT/profiles.sqlite"

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from maniple.batch import PerfEntry, PerfTable, ProfileStore
-from maniple.cli.app import app, main
+from maniple.cli import app, main
 
 STUDY = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcc2020-perf-tables"
 needs_study = pytest.mark.skipif(not STUDY.is_dir(), reason="study tables not present")

@@ -32,7 +32,7 @@ from maniple.batch import (
     table_network,
 )
 from maniple.batch.measure_io import io_sizes
-from maniple.cli.app import app, main
+from maniple.cli import app, main
 from maniple.devices import DeviceSpec, LocalHandle, ModelSpec
 from maniple.devices.tiny import TINY_INPUT_SHAPE, TINY_NETWORK, tiny_cnn
 from maniple.errors import ManipleError

@@ -9,13 +9,13 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from maniple.cli.app import app
+from maniple.cli import app
 
 runner = CliRunner()
 
 
 def _maniple(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    code = "from maniple.cli.app import main; main()"
+    code = "from maniple.cli import main; main()"
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout
     )

@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from maniple import zoo
-from maniple.cli.app import app
+from maniple.cli import app
 from maniple.errors import ManipleError
 from maniple.graph import NoSpatialPartError, TraceError, UnsupportedOpError, capture
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from maniple import zoo
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph, alpha, capture, halo, input_alpha, rows_needed
-from maniple.graph.capture import _sub_module
+from maniple.graph.types import _sub_module
 
 from nets import OddOps
 

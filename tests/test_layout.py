@@ -34,7 +34,15 @@ BASE = {
 
 WING_STAGES = {
     "maniple.batch": [
-        ["perf_table", "errors", "store", "profiler", "device_runner", "profile_cluster"],
+        [
+            "perf_entries",
+            "perf_table",
+            "errors",
+            "store",
+            "profiler",
+            "device_runner",
+            "profile_cluster",
+        ],
         ["measure_io"],
         ["plan", "planners"],
         ["run", "infer", "compare"],
@@ -42,11 +50,11 @@ WING_STAGES = {
     ],
     "maniple.spatial": [
         ["costs"],
-        ["flc", "plan_checks", "plan", "planners"],
-        ["schedule"],
+        ["flc", "plan_checks", "plan", "planners", "bands"],
+        ["schedule", "schedule_text"],
         ["profiler", "cache"],
         ["runtimes"],
-        ["session"],
+        ["session", "setup"],
         ["bench", "figures"],
     ],
 }

@@ -54,7 +54,13 @@ def random_alpha(rng: np.random.Generator, d: int, n: int) -> np.ndarray:
     return alpha
 
 
-def random_costs(seed: int, n: int, d: int = 3, spent: ProfilingSpent | None = None) -> LegionCosts:
+def random_costs(
+    seed: int,
+    n: int,
+    d: int = 3,
+    spent: ProfilingSpent | None = None,
+    weights: tuple[float, ...] | None = None,
+) -> LegionCosts:
     rng = np.random.default_rng(seed)
     return LegionCosts(
         devices=tuple(f"dev-{i}" for i in range(d)),
@@ -64,6 +70,7 @@ def random_costs(seed: int, n: int, d: int = 3, spent: ProfilingSpent | None = N
         R=rng.uniform(0, 5, (d, n)),
         A=random_alpha(rng, d, n),
         A_in=random_alpha(rng, d, n),
+        weights=weights if weights is not None else (1.0,) * d,
         spent=spent or ProfilingSpent(),
     )
 
@@ -163,6 +170,12 @@ def bad_costs(**change: object) -> dict[str, object]:
         ({"devices": ()}, "at least one device"),
         ({"n_units": 0}, "n_units"),
         ({"E": "fast"}, "not a numeric array"),
+        ({"weights": (1.0,)}, "1 weights for 2 devices"),
+        ({"weights": (1.0, -0.5)}, "weight of device 'dev-1' is -0.5; weights must be finite"),
+        ({"weights": (1.0, float("nan"))}, "weight of device 'dev-1' is nan"),
+        ({"weights": (0.0, 0.0)}, "sum to 0"),
+        ({"weights": (1.0, "fast")}, "must be a number"),
+        ({"weights": None}, "weights must be a sequence"),
     ],
 )
 def test_costs_validation_names_the_table(change: dict[str, object], message: str) -> None:
@@ -171,11 +184,14 @@ def test_costs_validation_names_the_table(change: dict[str, object], message: st
 
 
 def test_costs_json_round_trip() -> None:
-    c = random_costs(7, n=5, spent=ProfilingSpent(runs=15, bytes=123456, seconds=2.5))
+    spent = ProfilingSpent(runs=15, bytes=123456, seconds=2.5)
+    c = random_costs(7, n=5, spent=spent, weights=(0.1, 0.2, 1 / 3))
     text = c.to_json()
     assert json.loads(text)["schema"] == "maniple.legion_costs/1"
+    assert json.loads(text)["weights"] == [0.1, 0.2, 1 / 3]
     back = LegionCosts.from_json(text)
     assert back == c
+    assert back.weights == (0.1, 0.2, 1 / 3)
     assert back.spent == ProfilingSpent(15, 123456, 2.5)
     np.testing.assert_array_equal(predict_all(back), predict_all(c))
 
@@ -188,6 +204,9 @@ def test_costs_json_round_trip() -> None:
         (lambda d: d.update(n_units="3"), "field 'n_units' must be an integer"),
         (lambda d: d["spent"].update(seconds=-1), "seconds"),
         (lambda d: d.update(devices=[1, 2, 3]), "field 'devices' must be a string"),
+        (lambda d: d.pop("weights"), "missing field 'weights'.*profile the devices again"),
+        (lambda d: d.update(weights=[1, "a", 1]), "field 'weights' must be a finite number"),
+        (lambda d: d.update(weights=[1, 1]), "2 weights for 3 devices"),
     ],
 )
 def test_costs_json_errors_name_the_field(edit: Edit, message: str) -> None:
@@ -197,6 +216,14 @@ def test_costs_json_errors_name_the_field(edit: Edit, message: str) -> None:
         LegionCosts.from_json(json.dumps(doc))
     with pytest.raises(ManipleError, match="not valid JSON"):
         LegionCosts.from_json("{")
+
+
+def test_weights_are_part_of_the_costs() -> None:
+    """Costs profiled with other band weights are other costs: they predict other bands."""
+    c = random_costs(5, n=3, weights=(1.0, 2.0, 3.0))
+    assert c.weights == (1.0, 2.0, 3.0) and type(c.weights[0]) is float
+    assert dataclasses.replace(c, weights=[1, 2, 3]) == c  # lists and ints are normalised
+    assert dataclasses.replace(c, weights=(1.0, 2.0, 4.0)) != c
 
 
 def test_profiling_spent_adds_up_and_refuses_negatives() -> None:
@@ -321,13 +348,13 @@ def test_choose_faster_keeps_the_first_on_ties() -> None:
 # --- SpatialPlan and the planners -------------------------------------------------------
 
 
+WEIGHTS = (0.3, 0.3, 0.4)
+
+
 @pytest.fixture
 def costs() -> LegionCosts:
-    base = random_costs(11, len(HEIGHTS), len(DEVICES), ProfilingSpent(21, 10_000, 3.0))
+    base = random_costs(11, len(HEIGHTS), len(DEVICES), ProfilingSpent(21, 10_000, 3.0), WEIGHTS)
     return dataclasses.replace(base, devices=DEVICES)
-
-
-WEIGHTS = (0.3, 0.3, 0.4)
 
 
 @pytest.mark.parametrize("search", ["legion", "layerwise", "one-group"])
@@ -348,6 +375,26 @@ def test_plan_spatial(costs: LegionCosts, search: str) -> None:
     if search == "legion":
         assert plan.predicted_ms == best_flc(T)[1]
     assert SpatialPlan.from_json(plan.to_json()) == plan
+
+
+@pytest.mark.parametrize("search", ["legion", "layerwise", "one-group"])
+def test_planners_split_by_the_weights_the_costs_carry(costs: LegionCosts, search: str) -> None:
+    """Weights may be left out (the costs carry them); given, they must be the same."""
+    plan = plan_spatial(costs, search, HEIGHTS, network="vgg-16")
+    assert plan == plan_spatial(costs, search, HEIGHTS, WEIGHTS, "vgg-16")
+    assert plan.bands == tuple(split_rows(HEIGHTS[last], WEIGHTS) for _, last in plan.flc)
+    other = dataclasses.replace(costs, weights=(0.2, 0.3, 0.5))
+    assert plan_spatial(other, search, HEIGHTS, network="vgg-16").bands != plan.bands
+    with pytest.raises(ManipleError, match=r"weights \[0.2, 0.3, 0.5\] differ from the weights"):
+        plan_spatial(costs, search, HEIGHTS, (0.2, 0.3, 0.5), "vgg-16")
+    base, merged = wildcard_plans(costs, HEIGHTS, network="vgg-16")
+    assert (base, merged) == wildcard_plans(costs, HEIGHTS, WEIGHTS, "vgg-16")
+    with pytest.raises(ManipleError, match="differ from the weights"):
+        wildcard_plans(costs, HEIGHTS, (1, 1, 1), "vgg-16")
+    with pytest.raises(ManipleError, match="differ from the weights"):
+        plan_for_flc(costs, ((0, 6),), "legion", HEIGHTS, (1, 1, 1), "vgg-16")
+    with pytest.raises(ManipleError, match="network must be the network's name"):
+        plan_spatial(costs, search, HEIGHTS, "vgg-16")  # type: ignore[arg-type]
 
 
 def test_group_with_fewer_rows_than_devices_goes_to_the_fastest(costs: LegionCosts) -> None:

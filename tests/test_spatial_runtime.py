@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from maniple import zoo
-from maniple.cli.app import app
+from maniple.cli import app
 from maniple.cluster import parse_shorthand, with_link
 from maniple.devices import DeviceSpec, LocalHandle
 from maniple.errors import ManipleError
 from maniple.graph import NoSpatialPartError, capture
-from maniple.spatial.runtimes.star import run_spatial_plan
-from maniple.spatial.session import LegionSession, warm_up
+from maniple.spatial.runtimes.star import run_schedule, run_spatial_plan
+from maniple.spatial.schedule import Transfer, lower
+from maniple.spatial.session import LegionSession
+from maniple.spatial.setup import warm_up
 
 from nets import TailOnly
 
@@ -67,6 +71,50 @@ def test_run_counts_every_group(session) -> None:
     assert run.latency_ms >= sum(g.elapsed_ms for g in run.groups)
     with torch.no_grad():
         assert torch.allclose(run.output, session.graph.module(session.x), rtol=0, atol=1e-4)
+
+
+def test_run_schedule_runs_the_lowered_plan(session) -> None:
+    """The star runtime executes the schedule's steps; the plan's run is the same run."""
+    plan = session.plan("legion")
+    schedule = lower(plan, session.graph)
+    run = run_schedule(schedule, session.by_name, session.graph, session.x)
+    assert run.plan is None and run.schedule == schedule
+    assert [g.group for g in run.groups] == list(plan.flc)
+    by_plan = run_spatial_plan(plan, session.by_name, session.graph, session.x)
+    assert by_plan.plan == plan and by_plan.schedule == schedule
+    assert torch.equal(run.output, by_plan.output)
+    with torch.no_grad():
+        assert torch.allclose(run.output, session.graph.module(session.x), rtol=0, atol=1e-4)
+
+
+def test_costs_carry_the_weights_they_were_profiled_with(session) -> None:
+    assert session.costs().weights == session.speeds().weights
+
+
+def test_run_schedule_refuses_what_a_star_cannot_run(session) -> None:
+    schedule = lower(session.plan("layerwise"), session.graph)
+    steps = list(schedule.steps)
+
+    def overlap(a, b):  # rows of b's output band that a's step reads
+        return (max(a.run.in_rows[0], b.run.out_rows[0]), min(a.run.in_rows[1], b.run.out_rows[1]))
+
+    # route part of a group-1 step's input from the other device, not the coordinator
+    first, a, src, rows = next(
+        (i, a, b, overlap(a, b))
+        for i, a in enumerate(steps)
+        for b in steps
+        if a.group == 1 and b.group == 0 and a.device != b.device
+        if overlap(a, b)[1] > overlap(a, b)[0]
+    )
+    peer = Transfer(src.device, a.device, 0, rows, schedule.rows_bytes(0, rows))
+    steps[first] = replace(a, receive=(*a.receive, peer))
+    peered = replace(schedule, steps=tuple(steps)).validate(session.graph)
+    with pytest.raises(ManipleError, match=f"step {first} .*is not a star step"):
+        run_schedule(peered, session.by_name, session.graph, session.x)
+    with pytest.raises(ManipleError, match="not open"):
+        run_schedule(schedule, {}, session.graph, session.x)
+    with pytest.raises(ManipleError, match="lower the plan for this input"):
+        run_schedule(schedule, session.by_name, session.graph, session.x[:, :, :-1])
 
 
 def test_more_devices_than_rows_is_clear() -> None:

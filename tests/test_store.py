@@ -29,16 +29,22 @@ def store(tmp_path: Path) -> ProfileStore:
         yield s
 
 
-def test_default_path_is_in_the_user_cache() -> None:
+def test_default_path_is_in_the_user_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MANIPLE_PROFILE_DB", raising=False)
     path = default_store_path()
     assert path.name == "profiles.sqlite" and "maniple" in str(path)
+
+
+def test_default_path_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MANIPLE_PROFILE_DB", "/somewhere/p.sqlite")
+    assert default_store_path() == Path("/somewhere/p.sqlite")
 
 
 def test_new_store_has_a_versioned_schema(tmp_path: Path) -> None:
     ProfileStore(tmp_path / "sub" / "p.sqlite").close()
     db = sqlite3.connect(tmp_path / "sub" / "p.sqlite")
     meta = dict(db.execute("SELECT key, value FROM meta"))
-    assert meta == {"schema": "maniple.profile_store", "schema_version": "1"}
+    assert meta == {"schema": "maniple.profile_store", "schema_version": "2"}
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"meta", "batch_entries", "device_limits", "costs"} <= tables
 
@@ -156,7 +162,47 @@ def test_refuses_another_schema_version(tmp_path: Path) -> None:
     db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.commit()
     db.close()
-    _refused(path, "schema version 99, this maniple reads version 1")
+    _refused(path, "schema version 99, this maniple reads version 2")
+
+
+def test_a_version_1_store_is_upgraded_in_place_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "p.sqlite"
+    with ProfileStore(path) as s:
+        s.put_batch_entry(GPU, "n", 4, 2.0, 0.5)
+    db = sqlite3.connect(path)  # make it what version 1 wrote: no documents table
+    db.execute("DROP TABLE documents")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with ProfileStore(path) as s:
+        assert [e.batch for e in s.entries(GPU, "n")] == [4]
+        s.put_document("spatial.costs", "k", {"a": 1})
+        assert s.get_document("spatial.costs", "k") == {"a": 1}
+    meta = dict(sqlite3.connect(path).execute("SELECT key, value FROM meta"))
+    assert meta["schema_version"] == "2"
+
+
+def test_documents_round_trip_replace_and_refuse_nan(tmp_path: Path) -> None:
+    with ProfileStore(tmp_path / "p.sqlite") as s:
+        assert s.get_document("k", "x") is None
+        s.put_document("k", "x", {"v": [1, 2.5, None]})
+        s.put_document("k", "x", {"v": 3})
+        assert s.get_document("k", "x") == {"v": 3}
+        with pytest.raises(ValueError):
+            s.put_document("k", "y", {"v": float("nan")})  # strict JSON only
+        assert s.delete_documents("k") == 1
+
+
+def test_a_damaged_document_is_reported_not_evaluated(tmp_path: Path) -> None:
+    path = tmp_path / "p.sqlite"
+    with ProfileStore(path) as s:
+        s.put_document("k", "x", {"v": 1})
+    db = sqlite3.connect(path)
+    db.execute("UPDATE documents SET doc = '[1, 2' WHERE key = 'x'")
+    db.commit()
+    db.close()
+    with ProfileStore(path) as s, pytest.raises(ManipleError, match="damaged"):
+        s.get_document("k", "x")
 
 
 def test_refuses_a_damaged_sqlite_file(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The batch wing (KCC 2020): a batch of images divided across units by measured speed.
 
-Stages, in import order: costs (`perf_table`, `errors`, `store`, `profiler`,
+Stages, in import order: costs (`perf_entries`, `perf_table`, `errors`, `store`, `profiler`,
 `device_runner`, `profile_cluster`, `measure_io`), planners (`plan`, `planners`), runtime
 (`run`, `infer`, `compare`), report (`report`, `timeline`).
 """
@@ -16,7 +16,8 @@ from maniple.batch.infer import (
     infer,
     random_batch,
 )
-from maniple.batch.perf_table import SEED_BATCHES, PerfEntry, PerfTable, load_table, load_tables
+from maniple.batch.perf_entries import PerfEntry
+from maniple.batch.perf_table import SEED_BATCHES, PerfTable, load_table, load_tables
 from maniple.batch.plan import BatchPlan
 from maniple.batch.planners import PLANNERS, plan_batch
 from maniple.batch.profile_cluster import (

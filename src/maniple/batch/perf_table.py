@@ -4,21 +4,22 @@ The KCC 2020 study profiles every device at a few batch sizes (powers of two and
 neighbours, where efficiency tends to jump) and estimates every other size from those. A
 `PerfTable` holds one network's measurements for several devices, estimates any batch size
 the way the study does, and reads and writes the study's JSON files, our own versioned
-JSON and CSV. It is a plain value: planners take it, never a device.
+JSON and CSV. It is a plain value: planners take it, never a device. A device's rows
+(`PerfEntry`, their checks and the interpolation between sizes) live in perf_entries.
 """
 
 from __future__ import annotations
 
-import bisect
 import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maniple.batch.perf_entries import PerfEntry, checked_entries, entries_from_json, interpolate
 from maniple.errors import ManipleError, UnknownNameError
 
 SCHEMA = "maniple.perf_table/1"
@@ -33,20 +34,6 @@ UNIT = "ms"
 """Every time in a table is milliseconds for the whole batch (not per image)."""
 
 _UNITS_ACCEPTED = {"ms", "milliseconds for the whole batch"}  # ours, the study's
-
-
-@dataclass(frozen=True, order=True)
-class PerfEntry:
-    """One measurement: the whole batch took `exec_ms` to run and `io_ms` to move data."""
-
-    batch: int
-    exec_ms: float
-    io_ms: float = 0.0
-
-    @property
-    def total_ms(self) -> float:
-        """What a device spends on this batch: execution plus host<->device transfers."""
-        return self.exec_ms + self.io_ms
 
 
 @dataclass(frozen=True)
@@ -82,7 +69,7 @@ class PerfTable:
             raise ManipleError(
                 f"{where}: field 'devices' is empty; a table needs at least one device"
             )
-        entries = {name: _checked_entries(where, name, rows) for name, rows in self.entries.items()}
+        entries = {name: checked_entries(where, name, rows) for name, rows in self.entries.items()}
         for label, mapping in (
             ("max_batch", self.max_batch),
             ("kind", self.kinds),
@@ -167,19 +154,7 @@ class PerfTable:
         limit = self.max_batch.get(name)
         if limit is not None and batch > limit:
             return math.inf, math.inf
-        rows = self.entries[name]
-        sizes = [e.batch for e in rows]
-        i = bisect.bisect_left(sizes, batch)
-        if i < len(rows) and rows[i].batch == batch:
-            return rows[i].exec_ms, rows[i].io_ms
-        if i == 0 or i == len(rows):
-            edge = rows[0] if i == 0 else rows[-1]
-            return edge.exec_ms / edge.batch * batch, edge.io_ms / edge.batch * batch
-        lo, hi = rows[i - 1], rows[i]
-        w = (batch - lo.batch) / (hi.batch - lo.batch)
-        per_exec = lo.exec_ms / lo.batch + w * (hi.exec_ms / hi.batch - lo.exec_ms / lo.batch)
-        per_io = lo.io_ms / lo.batch + w * (hi.io_ms / hi.batch - lo.io_ms / lo.batch)
-        return per_exec * batch, per_io * batch
+        return interpolate(self.entries[name], batch)
 
     def estimate_ms(self, device: str, batch: int) -> float:
         """Predicted time (exec + io, ms) for `batch` images on `device`; 0 for no images,
@@ -238,7 +213,7 @@ class PerfTable:
                 raise ManipleError(
                     f"{where}: field devices[{name!r}] must be an object, got {dev!r}"
                 )
-            entries[name] = _entries_from_json(where, name, dev.get("entries"))
+            entries[name] = entries_from_json(where, name, dev.get("entries"))
             if "max_batch" in dev and dev["max_batch"] is not None:
                 max_batch[name] = dev["max_batch"]
             for key, out in (("kind", kinds), ("host", hosts)):
@@ -268,7 +243,7 @@ class PerfTable:
         devices = doc.get("devices")
         if not isinstance(devices, dict):
             raise ManipleError(f"{where}: field 'devices' must be an object, got {devices!r}")
-        entries = {name: _entries_from_json(where, name, rows) for name, rows in devices.items()}
+        entries = {name: entries_from_json(where, name, rows) for name, rows in devices.items()}
         return cls(
             network=network,
             entries=entries,
@@ -358,52 +333,3 @@ def _req_str(doc: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise ManipleError(f"{where}: field {key!r} must be a non-empty string, got {value!r}")
     return value
-
-
-def _entries_from_json(where: str, name: str, rows: Any) -> tuple[PerfEntry, ...]:
-    if not isinstance(rows, list):
-        raise ManipleError(f"{where}: entries of device {name!r} must be a list, got {rows!r}")
-    out = []
-    for i, row in enumerate(rows):
-        label = f"{where}: devices[{name!r}][{i}]"
-        if not isinstance(row, dict):
-            raise ManipleError(f"{label} must be an object with batch, exec_ms, io_ms; got {row!r}")
-        for key in ("batch", "exec_ms"):
-            if key not in row:
-                raise ManipleError(f"{label}: missing field {key!r}")
-        out.append(PerfEntry(row["batch"], row["exec_ms"], row.get("io_ms", 0.0)))
-    return tuple(out)
-
-
-def _checked_entries(where: str, name: str, rows: Iterable[PerfEntry]) -> tuple[PerfEntry, ...]:
-    """Entries sorted by batch, each with a positive batch and finite, non-negative times."""
-    if not isinstance(name, str) or not name:
-        raise ManipleError(f"{where}: device names must be non-empty strings, got {name!r}")
-    checked = []
-    for e in rows:
-        if isinstance(e.batch, bool) or not isinstance(e.batch, int) or e.batch < 1:
-            raise ManipleError(
-                f"{where}: device {name!r}: batch must be a positive integer, got {e.batch!r}"
-            )
-        for key in ("exec_ms", "io_ms"):
-            v = getattr(e, key)
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float))
-                or not math.isfinite(v)
-                or v < 0
-            ):
-                raise ManipleError(
-                    f"{where}: device {name!r}, batch {e.batch}: {key} must be a finite "
-                    f"number >= 0, got {v!r}"
-                )
-        checked.append(PerfEntry(e.batch, float(e.exec_ms), float(e.io_ms)))
-    if not checked:
-        raise ManipleError(f"{where}: device {name!r} has no entries; profile it or drop it")
-    checked.sort()
-    for a, b in zip(checked, checked[1:], strict=False):
-        if a.batch == b.batch:
-            raise ManipleError(
-                f"{where}: device {name!r} has batch {a.batch} twice; keep one entry per batch"
-            )
-    return tuple(checked)

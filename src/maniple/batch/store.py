@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from maniple.batch.perf_table import PerfEntry, PerfTable
+from maniple.batch.perf_entries import PerfEntry
+from maniple.batch.perf_table import PerfTable
 from maniple.errors import ManipleError
 from maniple.store.file import StoreFile, _key
 from maniple.store.keys import DeviceKey

@@ -1,5 +1,8 @@
-"""The command line: a thin layer over the same API a Python user calls (`maniple --help`)."""
+"""The command line: a thin layer over the same API a Python user calls (`maniple --help`).
 
-from maniple.cli.main import main
+`app` is the typer app with every command group registered; `main` runs it with errors as
+one line."""
 
-__all__ = ["main"]
+from maniple.cli.main import app, main
+
+__all__ = ["app", "main"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -43,3 +44,13 @@ def split_names(values: list[str] | None) -> list[str] | None:
     """`--device a,b --device c` -> [a, b, c]; None when no device was named."""
     names = [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
     return names or None
+
+
+ProfileDbOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--profile-db",
+        help="Profile store (SQLite file); default: profiles.sqlite in the user's cache dir.",
+    ),
+]
+"""The `--profile-db` option every command that keeps measurements shares."""

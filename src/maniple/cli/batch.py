@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from maniple.cli.app import ProfileDbOpt
 from maniple.errors import ManipleError
 
 if TYPE_CHECKING:
@@ -48,13 +49,6 @@ ClusterOpt = Annotated[
 InputShapeOpt = Annotated[
     str | None,
     typer.Option("--input-shape", help="C,H,W of one image; required for module specs."),
-]
-ProfileDbOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--profile-db",
-        help="Profile store (SQLite file); default: profiles.sqlite in the user's cache dir.",
-    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 

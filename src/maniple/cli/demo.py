@@ -30,10 +30,10 @@ def register(app: typer.Typer) -> None:
         """Run the embedded default: exact splits, a batch split and a Legion split."""
         from maniple.batch.infer import InferOptions, infer
         from maniple.batch.store import ProfileStore
-        from maniple.cluster import open_cluster, parse_shorthand
-        from maniple.devices import ModelSpec
+        from maniple.cluster import parse_shorthand
         from maniple.graph import capture
         from maniple.spatial.session import LegionSession
+        from maniple.spatial.setup import open_devices, prepare
         from maniple.tiling.verify import verify_split
         from maniple.zoo import build, input_shape
 
@@ -62,10 +62,9 @@ def register(app: typer.Typer) -> None:
         )
 
         console.rule(f"3. Legion: {network} on {boards} emulated Firefly-RK3399 boards, 100 Mbps")
-        graph = capture(build(network), input_shape(network), network)
-        spec = parse_shorthand(None, f"{boards}xfirefly-rk3399")
-        with open_cluster(spec, ModelSpec(network)) as cluster:
-            result = LegionSession(list(cluster), graph, repeats=1).measure("legion-wildcard")
+        setup = prepare(network, emulate=f"{boards}xfirefly-rk3399", link_mbps=100.0)
+        with open_devices(setup) as handles:
+            result = LegionSession(handles, setup.graph, repeats=1).measure("legion-wildcard")
         console.print(str(result.plan))
         console.print(
             f"measured {result.latency_ms:.0f} ms vs {result.single_device_ms:.0f} ms on one "

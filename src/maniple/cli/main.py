@@ -9,11 +9,11 @@ import sys
 
 from rich.markup import escape
 
-from maniple.cli import batch, demo, devices, graph, spatial, table
+from maniple.cli import batch, bench, demo, devices, graph, spatial, table
 from maniple.cli.app import app, err_console
 from maniple.errors import ManipleError
 
-for _group in (table, devices, batch, graph, spatial, demo):
+for _group in (table, devices, batch, graph, spatial, bench, demo):
     _group.register(app)
 
 

@@ -1,26 +1,24 @@
-"""CLI commands for spatial model parallelism (Legion): `spatial` and `bench legion`."""
+"""CLI command for spatial model parallelism (Legion): `maniple spatial`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from maniple.errors import ManipleError
-from maniple.spatial.plan import SEARCHES
+from maniple.cli.app import ProfileDbOpt
+from maniple.errors import ManipleError, UnknownNameError
+from maniple.spatial.plan import SEARCHES, SpatialPlan
 
-bench_app = typer.Typer(
-    help="Benchmarks that reproduce the seed studies; results in docs/results/."
-)
+_EXPLAIN = "Print the schedule: per group and device, the rows received, run and sent, in bytes."
 
 
 def register(app: typer.Typer) -> None:
     """Add this file's commands to the main app."""
     from maniple.cli.app import console, print_json, progress_bar
-
-    app.add_typer(bench_app, name="bench")
 
     @app.command("spatial")
     def spatial_command(
@@ -46,33 +44,58 @@ def register(app: typer.Typer) -> None:
         input_shape: Annotated[
             str | None, typer.Option(help="C,H,W input; needed for module specs.")
         ] = None,
+        profile_db: ProfileDbOpt = None,
+        reprofile: Annotated[
+            bool,
+            typer.Option(help="Profile again even where the store holds costs for these devices."),
+        ] = False,
+        save_plan: Annotated[
+            Path | None, typer.Option(help="Write the chosen plan here (JSON) for --plan.")
+        ] = None,
+        plan_file: Annotated[
+            Path | None,
+            typer.Option("--plan", help="Run this saved plan (from --save-plan); no profiling."),
+        ] = None,
+        explain: Annotated[bool, typer.Option(help=_EXPLAIN)] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Split every conv layer's rows across devices (Legion) and measure it.
 
-        Profiles each device (emulated boards in fast-forward), picks the fused-layer
-        configuration with SEARCH, runs it for real with all devices at once, and compares
-        with the fastest device alone. The output is checked against the single-device
-        output (1e-4 of its scale).
+        Profiles each device (emulated boards in fast-forward) unless the profile store
+        already holds the costs of these devices for this network and input, picks the
+        fused-layer configuration with SEARCH (or runs a saved --plan), runs it for real
+        with all devices at once, and compares with the fastest device alone. The output
+        is checked against the single-device output (1e-4 of its scale).
         """
-        from maniple.cluster import open_cluster, parse_shorthand, with_link
-        from maniple.devices import ModelSpec
-        from maniple.graph import capture
-        from maniple.spatial.session import LegionSession, warm_up
-        from maniple.zoo import parse_input_shape, resolve
+        from maniple.spatial.schedule import lower
+        from maniple.spatial.session import LegionSession, check_plan_fits
+        from maniple.spatial.setup import open_cache, open_devices, prepare
+        from maniple.store import StoreFile
+        from maniple.zoo import parse_input_shape
 
         if search not in SEARCHES:
-            from maniple.errors import UnknownNameError
-
             raise UnknownNameError("search", search, SEARCHES)
         if repeats < 1:
             raise ManipleError(f"--repeats must be at least 1, got {repeats}")
+        saved = _read_plan(plan_file) if plan_file is not None else None
+        if save_plan is not None:
+            _check_writable(save_plan, "--save-plan")
         shape = parse_input_shape(input_shape) if input_shape else None
-        module, shape, name = resolve(network, shape)
-        graph = capture(module, shape, name)
-        spec = with_link(parse_shorthand(devices, emulate, None, dilation=dilation), link_mbps)
-        model = ModelSpec(network, input_shape=shape).with_weights(module)
-        with open_cluster(spec, model, input_shape=shape) as cluster, progress_bar() as bar:
+        setup = prepare(
+            network,
+            devices=devices,
+            emulate=emulate,
+            link_mbps=link_mbps,
+            dilation=dilation,
+            input_shape=shape,
+        )
+        if saved is not None:  # refuse a plan for something else before opening anything
+            check_plan_fits(saved, setup.graph, [d.name for d in setup.spec.devices])
+        with (
+            StoreFile(profile_db) as store,
+            open_devices(setup) as handles,
+            progress_bar() as bar,
+        ):
             tasks: dict[str, Any] = {}
 
             def progress(what: str, done: int, total: int) -> None:
@@ -80,57 +103,92 @@ def register(app: typer.Typer) -> None:
                     tasks[what] = bar.add_task(what, total=total)
                 bar.update(tasks[what], completed=done)
 
-            session = LegionSession(list(cluster), graph, repeats=repeats, progress=progress)
-            # Fresh boards run slower than settled ones: warm them before anything is timed.
-            warm_up(session.handles, graph, session.x)
-            result = session.measure(search)
+            cache = open_cache(store, handles, setup.graph, reprofile=reprofile)
+            session = LegionSession(
+                handles, setup.graph, repeats=repeats, progress=progress, cache=cache
+            )
+            result = session.measure_plan(saved) if saved else session.measure(search)
+            store_path = store.path
+        if save_plan is not None:
+            save_plan.write_text(result.plan.to_json() + "\n")
+        schedule = lower(result.plan, setup.graph) if explain else None
         if json_out:
-            print_json(result.to_json())
+            doc = result.to_json()
+            doc["profile_store"] = str(store_path)
+            if schedule is not None:
+                doc["schedule"] = schedule.to_dict()
+            print_json(doc)
             return
-        console.print(str(result.plan))
-        info = result.to_json()
-        table = Table(title=f"{name}: {search} on {', '.join(result.plan.devices)}")
-        for col in ("measure", "value"):
-            table.add_column(col)
-        rows = [
-            ("fused groups", str(len(result.plan.flc))),
-            ("predicted", _ms(info["predicted_ms"])),
-            ("measured latency", _ms(info["latency_ms"])),
-            ("  of which devices (real-time clock)", _ms(info["device_ms"])),
-            ("  of which coordinator, calls, tail", _ms(info["coordinator_ms"])),
-            ("devices, fast-forward clock", _ms(info["fast_forward_ms"])),
-            (f"one device ({result.single_device})", _ms(info["single_device_ms"])),
-            ("speedup", f"{result.speedup:.2f}x"),
-            ("max relative error", f"{result.max_rel_error:.1e}"),
-            ("profiling", f"{result.profile} (board time)"),
-        ]
-        for k, v in rows:
-            table.add_row(k, v)
-        console.print(table)
+        console.print(str(result.plan), highlight=False, markup=False)
+        if schedule is not None:
+            console.print(str(schedule), highlight=False, markup=False)
+        console.print(_table(result, setup.graph.name))
+        console.print(_profiling_note(result, saved is not None, store_path), highlight=False)
+        if save_plan is not None:
+            console.print(f"saved the plan to {save_plan}", highlight=False)
 
-    @bench_app.command("legion")
-    def bench_legion_command(
-        networks: Annotated[
-            str, typer.Option(help="Comma-separated networks.")
-        ] = "vgg-16,vgg-19,yolov2",
-        sets: Annotated[
-            str | None,
-            typer.Option(help="Board sets, e.g. 1F,2F,1O,2F+1O (default: the study's 14)."),
-        ] = None,
-        repeats: Annotated[int, typer.Option(help="Timed real-time runs per plan.")] = 2,
-        link_mbps: Annotated[float, typer.Option(help="Board link, Mbit/s.")] = 100.0,
-        out: Annotated[Path, typer.Option(help="Where legion.md, JSON and PNGs go.")] = Path(
-            "docs/results"
-        ),
-    ) -> None:
-        """Reproduce Legion's results on emulated boards: speedup of FSS, Legion and
-        Legion+Wild Card for Firefly, Odroid and mixed sets, and profiling time."""
-        from maniple.spatial.bench import DEFAULT_SETS, run_legion_bench
 
-        chosen = [s.strip() for s in sets.split(",")] if sets else list(DEFAULT_SETS)
-        nets = [n.strip() for n in networks.split(",") if n.strip()]
-        path = run_legion_bench(nets, chosen, repeats, link_mbps, out, console)
-        console.print(f"wrote {path}")
+def _read_plan(path: Path) -> SpatialPlan:
+    """The saved plan at `path`, validated; errors name the file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ManipleError(
+            f"cannot read --plan {str(path)!r}: {exc.strerror}; pass a file written by "
+            "`maniple spatial --save-plan`"
+        ) from None
+    try:
+        return SpatialPlan.from_json(text)
+    except ManipleError as exc:
+        raise ManipleError(f"--plan {str(path)!r} is not a usable plan: {exc}") from None
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Fail before any work when `path` cannot be written (a finished run is never lost)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not parent.is_dir():
+        raise ManipleError(
+            f"{option} {str(path)!r}: {'is a directory' if path.is_dir() else 'no such folder'}"
+            "; give a file path in an existing folder"
+        )
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise ManipleError(
+            f"{option} {str(path)!r} cannot be written (permission denied); "
+            "give a path you can write to"
+        )
+
+
+def _profiling_note(result: Any, from_file: bool, store: Path) -> str:
+    if from_file:
+        return "ran the saved plan: profiled nothing"
+    if result.reused:
+        return (
+            f"profiled nothing: reused the cached {', '.join(result.reused)} costs from "
+            f"{store} (--reprofile measures again)"
+        )
+    return f"profiled these devices and kept the costs in {store} for the next run"
+
+
+def _table(result: Any, name: str) -> Table:
+    info = result.to_json()
+    table = Table(title=f"{name}: {result.search} on {', '.join(result.plan.devices)}")
+    for col in ("measure", "value"):
+        table.add_column(col)
+    rows = [
+        ("fused groups", str(len(result.plan.flc))),
+        ("predicted", _ms(info["predicted_ms"])),
+        ("measured latency", _ms(info["latency_ms"])),
+        ("  of which devices (real-time clock)", _ms(info["device_ms"])),
+        ("  of which coordinator, calls, tail", _ms(info["coordinator_ms"])),
+        ("devices, fast-forward clock", _ms(info["fast_forward_ms"])),
+        (f"one device ({result.single_device})", _ms(info["single_device_ms"])),
+        ("speedup", f"{result.speedup:.2f}x"),
+        ("max relative error", f"{result.max_rel_error:.1e}"),
+        ("profiling", f"{result.profile} (board time)"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
 
 
 def _ms(value: float | None) -> str:

@@ -1,9 +1,10 @@
-"""Cluster specs: which devices a run uses, from a YAML file or command-line shorthands.
+"""Cluster specs: which devices a run uses, and the YAML file that keeps them.
 
 Why both: a file is what a user keeps for a real cluster (nodes, links, thread counts);
 the shorthands (`--devices cpu,cuda:0`, `--emulate 3xfirefly-rk3399+2xodroid-xu4`,
-`--ray auto`) are what one types for a quick run. Both give the same frozen ClusterSpec,
-and every error names the file, the line and the field (or the shorthand item).
+`--ray auto`, in cluster.shorthand) are what one types for a quick run. Both give the same
+frozen ClusterSpec, numbered and named by `finish_spec`, and every error names the file,
+the line and the field (or the shorthand item).
 
 File format (version 1):
 
@@ -29,11 +30,21 @@ File format (version 1):
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maniple.cluster.checks import (
+    check_bool,
+    check_dilation,
+    check_index,
+    check_name,
+    check_positive_int,
+    check_positive_number,
+    check_ray_address,
+    check_ray_target,
+    check_timeout,
+)
 from maniple.cluster.yamlio import line_of, load_yaml
 from maniple.devices.handles import DEFAULT_TIMEOUT_S
 from maniple.devices.link import LinkSpec
@@ -90,98 +101,6 @@ class ClusterSpec:
             "timeout_s": self.timeout_s,
             "ray_all_nodes": self.ray_all_nodes,
         }
-
-
-# -- shorthands -------------------------------------------------------------------------------
-_EMU_ITEM = re.compile(r"^(?:(\d+)\s*[x*]\s*)?(.+)$")
-
-
-def parse_emulate(text: str) -> list[DeviceSpec]:
-    """`3xfirefly-rk3399+2xodroid-xu4` (also `custom:500`, `firefly-rk3399@50`, `,` as a
-    separator) -> the emulated boards, numbered #0.. where a kind repeats."""
-    boards: list[DeviceSpec] = []
-    for item in re.split(r"[+,]", text):
-        item = item.strip()
-        if not item:
-            continue
-        m = _EMU_ITEM.match(item)
-        assert m is not None
-        count = int(m.group(1) or 1)
-        if count < 1:
-            raise ManipleError(f"--emulate item {item!r}: count must be >= 1")
-        name = m.group(2).strip()
-        if not name.startswith("emu:"):
-            name = "emu:" + name
-        try:
-            spec = parse_device(name)
-        except ManipleError as exc:
-            raise ManipleError(
-                f"--emulate item {item!r}: {exc}. Form: NxPRESET or NxPRESET@MBPS joined by '+', "
-                f"PRESET one of {', '.join(PRESETS)} or custom:VGG16_MS"
-            ) from None
-        if not spec.is_emulated:
-            raise ManipleError(f"--emulate item {item!r} is not an emulated board")
-        boards += [spec] * count
-    if not boards:
-        raise ManipleError(f"--emulate {text!r} names no board; e.g. 3xfirefly-rk3399")
-    return boards
-
-
-def parse_shorthand(
-    devices: str | None = None,
-    emulate: str | None = None,
-    ray: str | None = None,
-    *,
-    dilation: float | None = None,
-    fast_forward: bool = False,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> ClusterSpec:
-    """The cluster of `--devices a,b --emulate NxPRESET+... --ray auto|local|HOST:PORT`."""
-    specs: list[DeviceSpec] = []
-    for item in (devices or "").split(","):
-        if item.strip():
-            try:
-                specs.append(parse_device(item.strip()))
-            except ManipleError as exc:
-                raise ManipleError(f"--devices item {item.strip()!r}: {exc}") from None
-    if emulate:
-        specs += parse_emulate(emulate)
-    if ray is not None:
-        ray = _check_ray_address(ray, "--ray")
-    if not specs and ray is None:
-        raise ManipleError(
-            "no devices: give --devices (e.g. cpu,cuda:0), --emulate (e.g. "
-            "3xfirefly-rk3399) or --ray (auto, or HOST:PORT of a Ray cluster)"
-        )
-    return _finish(
-        ClusterSpec(
-            tuple(specs),
-            ray_address=ray,
-            dilation=_check_dilation(dilation, "--dilation"),
-            fast_forward=fast_forward,
-            timeout_s=_check_timeout(timeout_s, "--timeout"),
-            ray_all_nodes=ray is not None and not specs,
-        ),
-        where=None,
-    )
-
-
-def with_link(spec: ClusterSpec, mbps: float | None) -> ClusterSpec:
-    """The cluster spec with every emulated board's link set to `mbps` Mbit/s (`--link-mbps`)."""
-    if mbps is None:
-        return spec
-    if not mbps > 0:
-        raise ManipleError(
-            f"--link-mbps must be > 0 Mbit/s, got {mbps:g}; a link of 0 Mbps carries nothing "
-            "(use e.g. 100 for the Legion study's boards)"
-        )
-    devices = []
-    for d in spec.devices:
-        if d.is_emulated and d.board is not None:
-            board = dataclasses.replace(d.board, link=dataclasses.replace(d.board.link, mbps=mbps))
-            d = dataclasses.replace(d, board=board)
-        devices.append(d)
-    return dataclasses.replace(spec, devices=tuple(devices))
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -244,18 +163,18 @@ def parse_cluster_text(text: str, source: str = "<string>") -> ClusterSpec:
         except ManipleError as exc:
             raise at.error(data, key, key, str(exc)) from None
 
-    ray = opt("ray", _check_ray_address)
-    fast = opt("fast_forward", _check_bool)
-    timeout = opt("timeout_s", _check_timeout)
+    ray = opt("ray", check_ray_address)
+    fast = opt("fast_forward", check_bool)
+    timeout = opt("timeout_s", check_timeout)
     spec = ClusterSpec(
         tuple(specs),
         ray_address=ray,
-        dilation=opt("dilation", _check_dilation),
+        dilation=opt("dilation", check_dilation),
         fast_forward=bool(fast),
         timeout_s=DEFAULT_TIMEOUT_S if timeout is None else timeout,
         source=source,
     )
-    return _finish(spec, where=(source, lines))
+    return finish_spec(spec, where=(source, lines))
 
 
 def _device_entry(at: _At, items: list[Any], i: int, item: Any) -> list[DeviceSpec]:
@@ -292,14 +211,14 @@ def _device_entry(at: _At, items: list[Any], i: int, item: Any) -> list[DeviceSp
         except ManipleError as exc:
             raise at.error(item, key, f"{field}.{key}", str(exc)) from None
 
-    label = get("name", _check_name)
-    threads = get("threads", _check_positive_int)
+    label = get("name", check_name)
+    threads = get("threads", check_positive_int)
     try:
         if kind in ("cpu", "mps"):
             specs = [DeviceSpec(kind, threads=threads, label=label)]
         elif kind in ("cuda", "xpu"):
             specs = [
-                DeviceSpec(kind, index=get("index", _check_index, 0), threads=threads, label=label)
+                DeviceSpec(kind, index=get("index", check_index, 0), threads=threads, label=label)
             ]
         elif kind == "igpu":
             specs = [DeviceSpec("xpu", index=0, threads=threads, label=label)]
@@ -311,8 +230,8 @@ def _device_entry(at: _At, items: list[Any], i: int, item: Any) -> list[DeviceSp
                     f"{field}.node",
                     "missing: the Ray node (IP, node id, custom resource, label, or head)",
                 )
-            node = get("node", _check_name)
-            target = get("device", _check_ray_target, "cpu")
+            node = get("node", check_name)
+            target = get("device", check_ray_target, "cpu")
             specs = [DeviceSpec("ray", node=node, target=target, threads=threads, label=label)]
         else:
             specs = _emulated_entry(at, item, field, get, label)
@@ -333,8 +252,8 @@ def _emulated_entry(
             f"{field}.preset",
             f"missing; one of {', '.join(PRESETS)}, custom (with vgg16_ms)",
         )
-    preset = get("preset", _check_name)
-    count = get("count", _check_positive_int, 1)
+    preset = get("preset", check_name)
+    count = get("count", check_positive_int, 1)
     link = LinkSpec()
     if "link" in item:
         raw = item["link"]
@@ -351,13 +270,13 @@ def _emulated_entry(
         values = {}
         for key in raw:
             try:
-                values[key] = _check_positive_number(
+                values[key] = check_positive_number(
                     raw[key], f"{field}.link.{key}", zero_ok=key == "latency_ms"
                 )
             except ManipleError as exc:
                 raise at.error(raw, key, f"{field}.link.{key}", str(exc)) from None
         link = LinkSpec(**values)
-    vgg16_ms = get("vgg16_ms", _check_positive_number)
+    vgg16_ms = get("vgg16_ms", check_positive_number)
     try:
         spec = board(preset, link, vgg16_ms)
     except ManipleError as exc:
@@ -368,74 +287,10 @@ def _emulated_entry(
     return [DeviceSpec("emu", board=spec, label=label)] * count
 
 
-# -- checks -----------------------------------------------------------------------------------
-def _check_name(value: Any, field: str) -> str:
-    if not isinstance(value, str | int) or not str(value).strip():
-        raise ManipleError(f"must be a non-empty string, got {value!r}")
-    return str(value).strip()
-
-
-def _check_bool(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise ManipleError(f"must be true or false, got {value!r}")
-    return value
-
-
-def _check_positive_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ManipleError(f"must be a whole number >= 1, got {value!r}")
-    return value
-
-
-def _check_index(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ManipleError(f"must be a whole number >= 0, got {value!r}")
-    return value
-
-
-def _check_positive_number(value: Any, field: str, zero_ok: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ManipleError(f"must be a number, got {value!r}")
-    if value < 0 or (value == 0 and not zero_ok):
-        raise ManipleError(f"must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
-    return float(value)
-
-
-def _check_ray_target(value: Any, field: str) -> str:
-    text = str(value).strip().lower()
-    if text == "cuda":
-        text = "cuda:0"
-    if text != "cpu" and not re.fullmatch(r"cuda:\d+", text):
-        raise ManipleError(f"must be cpu or cuda:N, got {value!r}")
-    return text
-
-
-def _check_ray_address(value: Any, field: str) -> str:
-    text = str(value).strip()
-    if text in ("local", "auto") or re.fullmatch(r"(ray://)?[\w.\-]+:\d{1,5}", text):
-        return text
-    raise ManipleError(
-        f"{field} must be local, auto, or HOST:PORT of a Ray cluster's GCS, got {value!r}"
-    )
-
-
-def _check_dilation(value: Any, field: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
-        raise ManipleError(f"{field} must be a number >= 1 (1 = real time), got {value!r}")
-    return float(value)
-
-
-def _check_timeout(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ManipleError(f"{field} must be a number of seconds > 0, got {value!r}")
-    return float(value)
-
-
 # -- naming -----------------------------------------------------------------------------------
-def _finish(spec: ClusterSpec, where: tuple[str, list[int | None]] | None) -> ClusterSpec:
-    """Number repeated emulated boards #0.., then insist on unique names."""
+def finish_spec(spec: ClusterSpec, where: tuple[str, list[int | None]] | None) -> ClusterSpec:
+    """Number repeated emulated boards #0.., then insist on unique names (files and
+    shorthands alike; `where` is the file and each device's line, None for shorthands)."""
     groups: dict[str, int] = {}
     for d in spec.devices:
         if d.is_emulated and d.index is None and d.label is None:

@@ -10,12 +10,8 @@ before them, so every unit does real row work.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from maniple.errors import ManipleError
-
-if TYPE_CHECKING:
-    from maniple.graph.types import LayerNode, Unit
+from maniple.graph.types import LayerNode, Unit
 
 _ANCHOR_ROWMAPS = {"window", "upsample", "unshuffle", "shuffle"}
 

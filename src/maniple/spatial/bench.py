@@ -3,8 +3,10 @@
 For each network and each board set, one `LegionSession` measures FSS, Legion and
 Legion + Wild Card on the same profile, against the fastest board alone. The boards are
 opened once per network (the largest set) and each set uses a subset of them, so a run
-does not pay for starting workers 14 times; they are warmed up first (runtime.legion.warm_up)
-so that the first set does not meet boards still settling. Everything lands in `docs/results/`:
+does not pay for starting workers 14 times; they are warmed up first so that the first
+set does not meet boards still settling (the set-up is `maniple.spatial.setup`'s, as for
+`maniple spatial`). Profiles are measured afresh, never read from the store: profiling
+time is one of the results. Everything lands in `docs/results/`:
 legion.json (every number), legion.md (tables) and two figures in the style of the
 study's result1/result2.
 """
@@ -68,11 +70,8 @@ def run_legion_bench(
     console: Console,
 ) -> Path:
     """Run the reproduction; write legion.json, legion.md and figures under `out`."""
-    from maniple.cluster import open_cluster, parse_shorthand, with_link
-    from maniple.devices import ModelSpec
-    from maniple.graph import capture
-    from maniple.spatial.session import LegionSession, warm_up
-    from maniple.zoo import build, input_shape
+    from maniple.spatial.session import LegionSession
+    from maniple.spatial.setup import open_devices, prepare
 
     parsed = {s: parse_set(s) for s in sets}
     need = {k: max(c.get(k, 0) for c in parsed.values()) for k in KINDS}
@@ -81,14 +80,10 @@ def run_legion_bench(
     rows: list[dict[str, Any]] = []
     started = time.time()
     for network in networks:
-        module, shape = build(network), input_shape(network)
-        graph = capture(module, shape, network)
-        spec = with_link(parse_shorthand(None, emulate), link_mbps)
-        model = ModelSpec(network, input_shape=shape)
-        console.print(f"[bold]{network}[/]: opening {emulate} ...")
-        with open_cluster(spec, model) as cluster:
-            console.print("  warming the boards up (two untimed runs each, not counted)")
-            warm_up(list(cluster), graph, torch.randn(1, *shape))
+        setup = prepare(network, emulate=emulate, link_mbps=link_mbps)
+        graph = setup.graph
+        console.print(f"[bold]{network}[/]: opening {emulate} and warming the boards up ...")
+        with open_devices(setup) as cluster:
             by_kind = {k: [h for h in cluster if KINDS[k] in h.name] for k in KINDS}
             for set_name, counts in parsed.items():
                 handles = [h for k, n in counts.items() for h in by_kind[k][:n]]

@@ -94,6 +94,9 @@ class LegionCosts:
         were then measured on one row, and a group ending at k gives it no work).
     A_in[d,i,j] (i <= j): the same for unit i's *input* rows, which is what the send of
         group i..j carries; A_in[d,i,i]=1 (or 0, as for A).
+    weights: the band weights the tables were profiled with, one per device: every band
+        measured (and every alpha) follows from them, so the tables predict plans only
+        for bands split by these same weights, and planners take them from here.
     dispatch_ms: the coordinator's cost of one group, C above (0 where not measured).
     Entries below the diagonal of A and A_in are ignored (stored as 0). Arrays are copied
     and made read-only, so a LegionCosts never changes after it is built.
@@ -106,6 +109,7 @@ class LegionCosts:
     R: np.ndarray
     A: np.ndarray
     A_in: np.ndarray
+    weights: tuple[float, ...]
     spent: ProfilingSpent = field(default_factory=ProfilingSpent)
     dispatch_ms: float = 0.0
 
@@ -126,6 +130,7 @@ class LegionCosts:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ManipleError(f"LegionCosts: n_units must be an integer >= 1; got {n!r}")
         object.__setattr__(self, "devices", devices)
+        object.__setattr__(self, "weights", _checked_weights(self.weights, devices))
         upper = np.triu(np.ones((n, n), dtype=bool))
         for name in ("S", "E", "R"):
             object.__setattr__(self, name, self._checked(name, (len(devices), n), None))
@@ -164,6 +169,7 @@ class LegionCosts:
             and self.n_units == other.n_units
             and self.spent == other.spent
             and self.dispatch_ms == other.dispatch_ms
+            and self.weights == other.weights
             and all(
                 np.array_equal(getattr(self, name), getattr(other, name))
                 for name in ("S", "E", "R", "A", "A_in")
@@ -179,6 +185,7 @@ class LegionCosts:
             "devices": list(self.devices),
             "n_units": self.n_units,
             **{name: getattr(self, name).tolist() for name in ("S", "E", "R", "A", "A_in")},
+            "weights": list(self.weights),
             "spent": self.spent.to_dict(),
             "dispatch_ms": self.dispatch_ms,
         }
@@ -193,9 +200,17 @@ class LegionCosts:
         tables = {}
         for name in ("S", "E", "R", "A", "A_in"):
             tables[name] = jsonio.as_list(jsonio.field(doc, name, schema), name, schema)
+        if "weights" not in doc:
+            raise ManipleError(
+                f"{schema}: missing field 'weights': these cost tables were written before "
+                "the band weights were kept with them, so it is unknown which bands they "
+                "were measured on; profile the devices again to rewrite them"
+            )
+        weights = jsonio.as_list(doc["weights"], "weights", schema)
         return cls(
             devices=tuple(jsonio.as_str(d, "devices", schema) for d in devices),
             n_units=jsonio.as_int(jsonio.field(doc, "n_units", schema), "n_units", schema),
+            weights=tuple(jsonio.as_float(w, "weights", schema) for w in weights),
             spent=ProfilingSpent.from_dict(jsonio.field(doc, "spent", schema), schema),
             dispatch_ms=(
                 jsonio.as_float(doc["dispatch_ms"], "dispatch_ms", schema)
@@ -248,6 +263,34 @@ def _check_devices(devices: tuple[str, ...]) -> None:
             raise ManipleError(f"LegionCosts: device names must be non-empty strings; got {d!r}")
     if len(set(devices)) != len(devices):
         raise ManipleError(f"LegionCosts: device names must be unique; got {list(devices)}")
+
+
+def _checked_weights(weights: object, devices: tuple[str, ...]) -> tuple[float, ...]:
+    """The band weights as a tuple of floats: one per device, finite, >= 0, not all 0."""
+    try:
+        values = tuple(weights)  # type: ignore[call-overload]
+    except TypeError:
+        raise ManipleError(
+            f"LegionCosts: weights must be a sequence of one number per device; got {weights!r}"
+        ) from None
+    if len(values) != len(devices):
+        raise ManipleError(
+            f"LegionCosts: {len(values)} weights for {len(devices)} devices "
+            f"({', '.join(devices)}); give the one weight per device the bands were split by"
+        )
+    for d, w in zip(devices, values, strict=True):
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.floating, np.integer)):
+            raise ManipleError(f"LegionCosts: weight of device {d!r} is {w!r}; must be a number")
+        if not (math.isfinite(w) and w >= 0):
+            raise ManipleError(
+                f"LegionCosts: weight of device {d!r} is {w!r}; weights must be finite and >= 0"
+            )
+    if sum(values) <= 0:
+        raise ManipleError(
+            f"LegionCosts: weights {list(values)} sum to 0; at least one device needs a "
+            "positive weight"
+        )
+    return tuple(float(w) for w in values)
 
 
 def _check_unit_diagonal(name: str, array: np.ndarray, devices: tuple[str, ...]) -> None:

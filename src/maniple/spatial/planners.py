@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from maniple.errors import ManipleError, UnknownNameError
+from maniple.spatial.bands import group_bands, output_bands, step_rows
 from maniple.spatial.costs import (
     LegionCosts,
     ProfilingSpent,
@@ -38,7 +39,7 @@ from maniple.spatial.flc import (
 )
 from maniple.spatial.plan import PREDICTED_SEARCHES, SEARCHES, SpatialPlan
 from maniple.spatial.plan_checks import check_heights
-from maniple.tiling.bands import Band, speed_weights, split_rows, split_rows_capped
+from maniple.tiling.bands import Band, speed_weights, split_rows
 
 __all__ = [
     "FLC",
@@ -57,6 +58,7 @@ __all__ = [
     "group_device_ms",
     "layerwise",
     "one_group",
+    "output_bands",
     "plan_for_flc",
     "plan_from_measured",
     "plan_legion",
@@ -66,6 +68,7 @@ __all__ = [
     "predict_group",
     "speed_weights",
     "split_rows",
+    "step_rows",
     "wildcard_candidate",
     "wildcard_plans",
 ]
@@ -75,14 +78,15 @@ def plan_spatial(
     costs: LegionCosts,
     search: str,
     unit_heights: Sequence[int],
-    weights: Sequence[float],
-    network: str,
+    weights: Sequence[float] | None = None,
+    network: str | None = None,
 ) -> SpatialPlan:
     """Plan a search that needs no measuring: `legion` (the FLC optimizer over predicted
     costs), `layerwise` (no fusion) or `one-group` (everything fused, as in DeepThings).
 
-    `unit_heights` are the output rows of each unit; `weights` the devices' shares (the
-    same weights the costs were profiled with, e.g. `speed_weights` of their times).
+    `unit_heights` are the output rows of each unit. The bands are split by the weights
+    the costs were profiled with (`costs.weights`), since the costs predict only those
+    bands; `weights` may still be given (older call sites), and must then equal them.
     """
     if search not in SEARCHES:
         raise UnknownNameError("search", search, SEARCHES)
@@ -93,7 +97,7 @@ def plan_spatial(
             "single": "use plan_single",
         }[search]
         raise ManipleError(f"search {search!r} needs measuring or a device choice: {how}")
-    _check_inputs(costs, unit_heights, weights)
+    name = _check_inputs(costs, unit_heights, weights, network)
     T = predict_all(costs)
     if search == "legion":
         flc, _ = best_flc(T)
@@ -101,7 +105,7 @@ def plan_spatial(
         flc = layerwise(costs.n_units)
     else:
         flc = one_group(costs.n_units)
-    return _plan(network, search, costs.devices, unit_heights, weights, flc, T, costs.spent)
+    return _plan(name, search, costs.devices, unit_heights, costs.weights, flc, T, costs.spent)
 
 
 def plan_for_flc(
@@ -109,32 +113,34 @@ def plan_for_flc(
     flc: FLC,
     search: str,
     unit_heights: Sequence[int],
-    weights: Sequence[float],
-    network: str,
+    weights: Sequence[float] | None = None,
+    network: str | None = None,
 ) -> SpatialPlan:
-    """A plan for a given FLC with Legion's predicted costs (e.g. one chosen elsewhere)."""
+    """A plan for a given FLC with Legion's predicted costs (e.g. one chosen elsewhere);
+    bands split by `costs.weights`, as in `plan_spatial`."""
     if search not in SEARCHES:
         raise UnknownNameError("search", search, SEARCHES)
-    _check_inputs(costs, unit_heights, weights)
+    name = _check_inputs(costs, unit_heights, weights, network)
     T = predict_all(costs)
-    return _plan(network, search, costs.devices, unit_heights, weights, flc, T, costs.spent)
+    return _plan(name, search, costs.devices, unit_heights, costs.weights, flc, T, costs.spent)
 
 
 def wildcard_plans(
     costs: LegionCosts,
     unit_heights: Sequence[int],
-    weights: Sequence[float],
-    network: str,
+    weights: Sequence[float] | None = None,
+    network: str | None = None,
 ) -> tuple[SpatialPlan, SpatialPlan | None]:
     """The two `legion-wildcard` candidates: Legion's optimal FLC, and that FLC with the
     cheapest-looking adjacent merge (None when there is one group). Both are labelled
-    `legion-wildcard`; the runtime runs both and keeps the faster (`choose_faster`)."""
+    `legion-wildcard`; the runtime runs both and keeps the faster (`choose_faster`).
+    Bands are split by `costs.weights`, as in `plan_spatial`."""
     legion = plan_spatial(costs, "legion", unit_heights, weights, network)
     base = dataclasses.replace(legion, search="legion-wildcard")
     merged = wildcard_candidate(legion.flc, predict_all(costs))
     if merged is None:
         return base, None
-    return base, plan_for_flc(costs, merged, "legion-wildcard", unit_heights, weights, network)
+    return base, plan_for_flc(costs, merged, "legion-wildcard", unit_heights, None, base.network)
 
 
 def plan_from_measured(
@@ -181,25 +187,6 @@ def plan_single(
         group_ms=None if predicted_ms is None else (predicted_ms,),
         spent=spent if spent is not None else ProfilingSpent(),
     ).validate()
-
-
-def group_bands(
-    flc: FLC, unit_heights: Sequence[int], weights: Sequence[float]
-) -> tuple[tuple[Band, ...], ...]:
-    """Each group's output rows split by `weights`, naming the group on error.
-
-    A group with fewer output rows than devices goes to the fastest devices only
-    (`split_rows_capped`): the slowest sit that group out.
-    """
-    bands = []
-    for g, (first, last) in enumerate(flc):
-        try:
-            bands.append(split_rows_capped(unit_heights[last], weights))
-        except ManipleError as exc:
-            raise ManipleError(
-                f"group {g} (units {first}..{last}, {unit_heights[last]} output rows): {exc}"
-            ) from None
-    return tuple(bands)
 
 
 def _plan(
@@ -249,18 +236,37 @@ def _as_heights(network: str, unit_heights: Sequence[int]) -> tuple[int, ...]:
 
 
 def _check_inputs(
-    costs: LegionCosts, unit_heights: Sequence[int], weights: Sequence[float]
-) -> None:
+    costs: LegionCosts,
+    unit_heights: Sequence[int],
+    weights: Sequence[float] | None,
+    network: str | None,
+) -> str:
+    """The network's name, once the heights fit the costs and any `weights` given are the
+    ones the costs were profiled with."""
+    if isinstance(weights, str) or not isinstance(network, str) or not network:
+        raise ManipleError(
+            f"network must be the network's name (network=...); got network={network!r} "
+            f"and weights={weights!r}"
+        )
     if len(unit_heights) != costs.n_units:
         raise ManipleError(
             f"{len(unit_heights)} unit heights but the costs have {costs.n_units} units; "
             "give the output rows of every unit"
         )
+    if weights is None:
+        return network
     if len(weights) != len(costs.devices):
         raise ManipleError(
             f"{len(weights)} weights but the costs have {len(costs.devices)} devices "
             f"({', '.join(costs.devices)}); give one weight per device"
         )
+    if tuple(float(w) for w in weights) != costs.weights:
+        raise ManipleError(
+            f"weights {list(weights)} differ from the weights the costs were profiled with "
+            f"{list(costs.weights)}; the costs predict only bands split by those: leave "
+            "weights out (the costs carry them) or profile again with the new weights"
+        )
+    return network
 
 
 plan_legion = plan_spatial

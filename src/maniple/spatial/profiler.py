@@ -21,9 +21,10 @@ import torch
 from maniple.devices.handles import Call, DeviceHandle
 from maniple.devices.timing import CallTiming
 from maniple.errors import ManipleError
-from maniple.graph import LayerGraph, halo, rows_needed
+from maniple.graph import LayerGraph
+from maniple.spatial.bands import needed_rows, output_bands, step_rows
 from maniple.spatial.costs import LegionCosts, ProfilingSpent
-from maniple.tiling import Band, TiledModel, speed_weights, split_rows_capped
+from maniple.tiling import Band, TiledModel, speed_weights
 
 Progress = Callable[[str, int, int], None]
 
@@ -80,7 +81,7 @@ def whole_spatial_span(graph: LayerGraph, x: torch.Tensor) -> tuple[int, Band, t
     arguments of `submit_span(0, last, rows, band)` that run it on one device."""
     last = len(graph.units) - 1
     full = (0, graph.units[last].out_shape[2])
-    lo, hi = halo(graph, 0, last, full).input_rows
+    lo, hi = step_rows(graph, 0, last, full)
     return last, full, x[:, :, lo:hi].contiguous()
 
 
@@ -129,7 +130,9 @@ def profile_units(
 
     For each unit all devices run their band at once (one warm-up, then `repeats` timed
     runs, median), and each device's send and receive of that band is charged to its link
-    with the other active devices sharing the coordinator's uplink.
+    with the other active devices sharing the coordinator's uplink. Bands and halo rows
+    come from `maniple.spatial.bands`, as the plans' and schedules' do, and the tables keep
+    `weights`, so planners split by exactly the bands that were measured.
     """
     n, nd = len(graph.units), len(handles)
     inputs = unit_inputs(graph, x)
@@ -137,12 +140,12 @@ def profile_units(
     measured: list[list[Band]] = []
     dispatches: list[float] = []
     runs, nbytes, seconds = 0, 0, 0.0
-    for k, unit in enumerate(graph.units):
-        bands = split_rows_capped(unit.out_shape[2], weights)
+    for k in range(n):
+        bands = output_bands(graph, k, k, weights)
         mbands = [_measured_band(b) for b in bands]
         measured.append(mbands)
         active = sum(1 for b in bands if b[1] > b[0])
-        rows_in = [halo(graph, k, k, b).input_rows for b in mbands]
+        rows_in = [step_rows(graph, k, k, b) for b in mbands]
         band_in = [inputs[k][:, :, lo:hi].contiguous() for lo, hi in rows_in]
         samples: list[list[float]] = [[] for _ in handles]
         for r in range(repeats + 1):
@@ -179,6 +182,7 @@ def profile_units(
         R,
         A,
         A_in,
+        tuple(float(w) for w in weights),
         ProfilingSpent(runs, nbytes, seconds),
         dispatch_ms=float(np.median(dispatches)),
     )
@@ -194,21 +198,19 @@ def alpha_tables(
     """
     n, nd = len(graph.units), len(measured[0])
     A, A_in = np.zeros((nd, n, n)), np.zeros((nd, n, n))
-    measured_in = [
-        [halo(graph, k, k, measured[k][d]).input_rows for d in range(nd)] for k in range(n)
-    ]
+    measured_in = [[step_rows(graph, k, k, measured[k][d]) for d in range(nd)] for k in range(n)]
     for j in range(n):
-        bands_j = split_rows_capped(graph.units[j].out_shape[2], weights)
+        bands_j = output_bands(graph, j, j, weights)  # the same for every group ending at j
         for d in range(nd):
             band = bands_j[d]
             if band[1] <= band[0]:
                 continue  # sits this group out: no rows, no cost
             for k in range(j + 1):
-                lo, hi = rows_needed(graph, k, j, band)
+                lo, hi = needed_rows(graph, k, j, band)
                 ma, mb = measured[k][d]
                 A[d, k, j] = (hi - lo) / (mb - ma)
             for i in range(j + 1):
-                lo, hi = halo(graph, i, j, band).input_rows
+                lo, hi = step_rows(graph, i, j, band)
                 ma, mb = measured_in[i][d]
                 A_in[d, i, j] = (hi - lo) / (mb - ma)
     return A, A_in
@@ -235,12 +237,13 @@ def measure_groups(
     runs, nbytes, seconds = 0, 0, 0.0
     total, done = n * (n + 1) // 2, 0
     for j in range(n):
-        bands = split_rows_capped(graph.units[j].out_shape[2], weights)
-        active = [(d, b) for d, b in enumerate(bands) if b[1] > b[0]]
         for i in range(j + 1):
+            active = [
+                (d, b) for d, b in enumerate(output_bands(graph, i, j, weights)) if b[1] > b[0]
+            ]
             band_in = {}
             for d, b in active:
-                lo, hi = halo(graph, i, j, b).input_rows
+                lo, hi = step_rows(graph, i, j, b)
                 band_in[d] = inputs[i][:, :, lo:hi].contiguous()
             samples: list[float] = []
             for r in range(repeats + 1):

@@ -21,6 +21,7 @@ import torch
 from maniple.devices.handles import DeviceHandle
 from maniple.errors import ManipleError, UnknownNameError
 from maniple.graph import LayerGraph
+from maniple.spatial.cache import CostCache
 from maniple.spatial.costs import LegionCosts, ProfilingSpent
 from maniple.spatial.flc import choose_faster
 from maniple.spatial.plan import SEARCHES, SpatialPlan
@@ -31,7 +32,6 @@ from maniple.spatial.profiler import (
     measure_groups,
     measure_speeds,
     profile_units,
-    whole_spatial_span,
 )
 from maniple.spatial.runtimes.star import SpatialRun, run_spatial_plan
 from maniple.tiling.verify import relative_error
@@ -51,21 +51,10 @@ def fast_forward(handles: Sequence[DeviceHandle], on: bool = True) -> Iterator[N
             h.set_fast_forward(not on)
 
 
-def warm_up(
-    handles: Sequence[DeviceHandle], graph: LayerGraph, x: torch.Tensor, runs: int = 2
-) -> None:
-    """Run the whole spatial part `runs` times on every device, untimed and not counted.
-
-    Why: a fresh emulated board's first runs are slower than its settled ones (cold caches
-    and allocator, and its clock keeps the fastest run of each piece of work), so a
-    benchmark whose first board set meets fresh boards would time that set against
-    boards still settling. Runs in fast-forward, all devices at once.
-    """
-    last, full, band = whole_spatial_span(graph, x)
-    with fast_forward(handles):
-        for _ in range(runs):
-            for call in [h.submit_span(0, last, full, band, link=False) for h in handles]:
-                call.result()
+def reference_input(graph: LayerGraph, seed: int = 0) -> torch.Tensor:
+    """The seeded image every spatial run measures and checks with (batch 1)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(1, *graph.input_shape, generator=gen)
 
 
 @dataclass(frozen=True)
@@ -84,6 +73,10 @@ class SpatialResult:
     device_ms: float | None = None
     candidates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     overrun_ms: float = 0.0
+    reused: tuple[str, ...] = ()
+    """Profiles read from the store instead of measured (speeds, costs, fss)."""
+    profiled: tuple[str, ...] = ()
+    """Profiles measured by this run (speeds, costs, fss); empty when nothing was."""
 
     @property
     def latency_ms(self) -> float:
@@ -115,6 +108,8 @@ class SpatialResult:
             "profile_bytes": self.profile.bytes,
             "overrun_ms": self.overrun_ms,
             "candidates": list(self.candidates),
+            "reused_profiles": list(self.reused),
+            "profiled_now": list(self.profiled),
         }
 
 
@@ -130,6 +125,7 @@ class LegionSession:
         repeats: int = 3,
         profile_repeats: int = 1,
         progress: Progress | None = None,
+        cache: CostCache | None = None,
     ) -> None:
         check_devices(handles)
         most_rows = max(u.out_shape[2] for u in graph.units)
@@ -142,8 +138,9 @@ class LegionSession:
         self.handles = list(handles)
         self.by_name = {h.name: h for h in handles}
         self.graph = graph
-        gen = torch.Generator().manual_seed(0)
-        self.x = x if x is not None else torch.randn(1, *graph.input_shape, generator=gen)
+        self.x = x if x is not None else reference_input(graph)
+        self.cache = cache
+        self.profiled: list[str] = []  # what this session measured (not read from a cache)
         self.repeats = repeats
         self.profile_repeats = profile_repeats
         self.progress = progress
@@ -162,14 +159,34 @@ class LegionSession:
     # -- profiling (fast-forward) ---------------------------------------------------------
     def speeds(self) -> SpeedProbe:
         if self._speeds is None:
-            with fast_forward(self.handles):
-                self._speeds = measure_speeds(self.handles, self.graph, self.x)
+            cached = self.cache.speeds() if self.cache else None
+            if cached is not None and cached.devices == tuple(self.by_name):
+                self._speeds = cached
+            else:
+                with fast_forward(self.handles):
+                    self._speeds = measure_speeds(self.handles, self.graph, self.x)
+                self.profiled.append("speeds")
+                if self.cache:
+                    self.cache.put_speeds(self._speeds)
         return self._speeds
 
     def costs(self) -> LegionCosts:
         if self._costs is None:
-            self._costs = self._sweep(profile_units)
+            weights = self.speeds().weights
+            cached = self.cache.costs(weights) if self.cache else None
+            if cached is not None and cached.devices == tuple(self.by_name):
+                self._costs = cached
+            else:
+                self._costs = self._sweep(profile_units)
+                self.profiled.append("costs")
+                if self.cache:
+                    self.cache.put_costs(self._costs)
         return self._costs
+
+    @property
+    def reused(self) -> tuple[str, ...]:
+        """What this session read from the profile store instead of measuring."""
+        return tuple(self.cache.reused) if self.cache else ()
 
     def _costs_with_probe(self) -> LegionCosts:
         """Legion's cost tables with the speed probe counted in their profiling."""
@@ -178,7 +195,15 @@ class LegionSession:
 
     def fss_costs(self) -> tuple[np.ndarray, ProfilingSpent]:
         if self._fss is None:
-            self._fss = self._sweep(measure_groups)
+            weights = self.speeds().weights
+            cached = self.cache.fss(weights) if self.cache else None
+            if cached is not None and cached[0].shape[0] == len(self.graph.units):
+                self._fss = cached
+            else:
+                self._fss = self._sweep(measure_groups)
+                self.profiled.append("fss")
+                if self.cache:
+                    self.cache.put_fss(*self._fss, weights)
         return self._fss
 
     def _sweep(self, profiler: Callable[..., Any]) -> Any:
@@ -217,11 +242,15 @@ class LegionSession:
             run = run_spatial_plan(plan, self.by_name, self.graph, self.x, run_tail=False)
         return run.device_ms
 
-    def single(self) -> tuple[str, float, float]:
-        """(fastest device, its measured real-time latency alone, its max relative error)."""
+    def single(self, best: str | None = None) -> tuple[str, float, float]:
+        """(fastest device, its measured real-time latency alone, its max relative error).
+
+        The fastest device is the speed probe's, unless `best` names it (a saved plan run
+        without profiling: the device with the largest share of its rows)."""
         if self._single is None:
-            speeds = self.speeds()
-            best = speeds.devices[int(np.argmin(speeds.spatial_ms))]
+            if best is None:
+                speeds = self.speeds()
+                best = speeds.devices[int(np.argmin(speeds.spatial_ms))]
             plan = plan_single(self.graph.name, best, self.unit_heights)
             runs = self.run(plan)
             err = max(relative_error(r.output, self.reference) for r in runs)
@@ -246,8 +275,8 @@ class LegionSession:
             )
         costs = self._costs_with_probe()
         if search == "legion-wildcard":
-            return wildcard_plans(costs, heights, weights, name)[0]
-        return plan_spatial(costs, search, heights, weights, name)
+            return wildcard_plans(costs, heights, network=name)[0]
+        return plan_spatial(costs, search, heights, network=name)
 
     def measure(self, search: str) -> SpatialResult:
         """Plan with `search`, run it for real, and compare with the fastest device alone."""
@@ -255,9 +284,7 @@ class LegionSession:
         candidates: list[dict[str, Any]] = []
         if search == "legion-wildcard":
             costs = self._costs_with_probe()
-            base, merged = wildcard_plans(
-                costs, self.unit_heights, self.speeds().weights, self.graph.name
-            )
+            base, merged = wildcard_plans(costs, self.unit_heights, network=self.graph.name)
             measured = [(base, self.run(base))]
             if merged is not None:
                 measured.append((merged, self.run(merged)))
@@ -279,6 +306,29 @@ class LegionSession:
         else:
             plan = self.plan(search)
             runs = self.run(plan)
+        return self._result(search, plan, runs, best, single_ms, candidates)
+
+    def measure_plan(self, plan: SpatialPlan) -> SpatialResult:
+        """Run a given (e.g. saved) plan for real, without profiling, against the device
+        with the largest share of its rows alone; the plan must fit this network and these
+        devices (`check_plan_fits`)."""
+        check_plan_fits(plan, self.graph, [h.name for h in self.handles])
+        shares = [
+            sum(b - a for a, b in (g[d] for g in plan.bands)) for d in range(len(plan.devices))
+        ]
+        best, single_ms, _ = self.single(plan.devices[shares.index(max(shares))])
+        return self._result(plan.search, plan, self.run(plan), best, single_ms, [])
+
+    def _result(
+        self,
+        search: str,
+        plan: SpatialPlan,
+        runs: list[SpatialRun],
+        best: str,
+        single_ms: float,
+        candidates: list[dict[str, Any]],
+    ) -> SpatialResult:
+        """The measured result of `plan`, after checking its output against one device's."""
         err = max(relative_error(r.output, self.reference) for r in runs)
         if err > 1e-4:
             raise ManipleError(
@@ -298,4 +348,28 @@ class LegionSession:
             device_ms=statistics.median(r.device_ms for r in runs),
             candidates=tuple(candidates),
             overrun_ms=max(r.overrun_ms for r in runs),
+            reused=self.reused,
+            profiled=tuple(self.profiled),
+        )
+
+
+def check_plan_fits(plan: SpatialPlan, graph: LayerGraph, devices: Sequence[str]) -> None:
+    """Refuse, with the reason, a plan made for another network, input or device set."""
+    plan.validate()
+    if plan.network != graph.name:
+        raise ManipleError(
+            f"the plan is for network {plan.network!r}, not {graph.name!r}; make a plan for "
+            f"{graph.name!r} with --save-plan, or run {plan.network!r}"
+        )
+    heights = tuple(u.out_shape[2] for u in graph.units)
+    if plan.unit_heights != heights:
+        raise ManipleError(
+            f"the plan's units have {list(plan.unit_heights)} output rows but {graph.name!r} "
+            f"at input {tuple(graph.input_shape)} has {list(heights)}: it was made for another "
+            "input shape or model version; pass the --input-shape it was made for, or plan again"
+        )
+    if tuple(plan.devices) != tuple(devices):
+        raise ManipleError(
+            f"the plan is for devices {list(plan.devices)} but the devices open are "
+            f"{list(devices)}; open the same devices in the same order, or plan again"
         )

@@ -15,6 +15,7 @@ versioned JSON documents (the spatial wing's cached cost tables). The batch wing
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -79,7 +80,12 @@ COMMIT;
 
 
 def default_store_path() -> Path:
-    """`profiles.sqlite` in the user's cache directory (e.g. ~/.cache/maniple/)."""
+    """$MANIPLE_PROFILE_DB, else `profiles.sqlite` in the user's cache directory (e.g.
+    ~/.cache/maniple/): where every command keeps its measurements unless --profile-db
+    says otherwise."""
+    env = os.environ.get("MANIPLE_PROFILE_DB")
+    if env:
+        return Path(env)
     return Path(platformdirs.user_cache_dir("maniple")) / "profiles.sqlite"
 
 

@@ -1,8 +1,10 @@
-"""Run a spatial plan for real: Legion's coordinator star.
+"""Run a spatial schedule for real: Legion's coordinator star.
 
-For each fused group the coordinator (this process) cuts every device's input band with
-its halo, sends them all at once, the devices run the group at the same time, and the
-coordinator gathers and stitches the output bands. The tail runs here on the coordinator.
+A plan is lowered into a `Schedule` first (`maniple.spatial.schedule.lower`), which names
+every step's rows; this module only executes it. For each fused group the coordinator
+(this process) cuts the input rows each step receives, sends them all at once, the devices
+run the group at the same time, and the coordinator gathers and stitches the output bands
+in step order. The tail runs here on the coordinator.
 
 Time is counted honestly on emulated boards: a group's time is the real time the
 coordinator spent on it, with only the slowest board's own dilated time (its compute and
@@ -14,15 +16,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from maniple.devices.handles import DeviceHandle
 from maniple.devices.timing import CallTiming
 from maniple.errors import ManipleError
-from maniple.graph import LayerGraph, halo
+from maniple.graph import LayerGraph
 from maniple.spatial.plan import SpatialPlan
+from maniple.spatial.schedule import COORDINATOR, Schedule, lower
 from maniple.tiling import stitch
 
 
@@ -47,13 +50,18 @@ class GroupRun:
 
 @dataclass(frozen=True)
 class SpatialRun:
-    """A whole inference under a plan: output, latency and where the time went."""
+    """A whole inference under a plan: output, latency and where the time went.
 
-    plan: SpatialPlan
+    plan: the plan that was run (None when a schedule was run directly).
+    schedule: the steps that ran.
+    """
+
+    plan: SpatialPlan | None
     output: torch.Tensor
     latency_ms: float
     tail_ms: float
     groups: tuple[GroupRun, ...] = field(default_factory=tuple)
+    schedule: Schedule | None = None
 
     @property
     def overrun_ms(self) -> float:
@@ -87,38 +95,49 @@ def run_spatial_plan(
     *,
     run_tail: bool = True,
 ) -> SpatialRun:
-    """Run `plan` on `handles` (by device name) for input `x`; see the module docstring."""
+    """Run `plan` on `handles` (by device name) for input `x`; see the module docstring.
+
+    The plan is lowered (bands to steps, halo rows, bytes) before the clock starts, since
+    that is planning, not inference.
+    """
     plan.validate()
-    missing = [d for d in plan.devices if d not in handles]
-    if missing:
-        raise ManipleError(
-            f"the plan uses devices {missing} that are not open; open: {sorted(handles)}"
-        )
     if len(plan.flc) and plan.flc[-1][1] != len(graph.units) - 1:
         raise ManipleError(
             f"the plan covers {plan.n_units} units but {graph.name!r} has {len(graph.units)}"
         )
-    # Halo rows are planning, not inference: worked out before the clock starts.
-    steps = [
-        (
-            (first, last),
-            [
-                (plan.devices[d], b, halo(graph, first, last, b).input_rows)
-                for d, b in enumerate(bands)
-                if b[1] > b[0]
-            ],
-        )
-        for (first, last), bands in zip(plan.flc, plan.bands)
-    ]
+    schedule = lower(plan, graph, bytes_per_element=x.element_size())
+    return replace(run_schedule(schedule, handles, graph, x, run_tail=run_tail), plan=plan)
+
+
+def run_schedule(
+    schedule: Schedule,
+    handles: Mapping[str, DeviceHandle],
+    graph: LayerGraph,
+    x: torch.Tensor,
+    *,
+    run_tail: bool = True,
+) -> SpatialRun:
+    """Execute a star `schedule` on `handles` (by device name) for input `x`.
+
+    Every step must receive its input rows from the coordinator in one transfer and send
+    its output band back to it, and the coordinator must run the tail: a schedule with
+    device-to-device transfers needs a peer runtime. Each group's time is counted from
+    cutting its inputs to stitching its output (`_counted_ms`).
+    """
+    _check_star(schedule, handles, graph, x)
     groups: list[GroupRun] = []
     with torch.no_grad():
-        for (first, last), active in steps:
+        for g, (first, last) in enumerate(schedule.groups):
+            steps = schedule.group_steps(g)
             t0 = time.perf_counter()
             calls = []
-            for name, band, (lo, hi) in active:
+            for step in steps:
+                lo, hi = step.receive[0].rows
                 x_band = x[:, :, lo:hi].contiguous()
                 calls.append(
-                    handles[name].submit_span(first, last, band, x_band, concurrent=len(active))
+                    handles[step.device].submit_span(
+                        first, last, step.run.out_rows, x_band, concurrent=len(steps)
+                    )
                 )
             results = [c.result() for c in calls]
             x = stitch([y for y, _ in results])
@@ -131,4 +150,41 @@ def run_spatial_plan(
         y = graph.tail_module(x) if run_tail else x
         tail_ms = (time.perf_counter() - t0) * 1e3
     latency = sum(g.elapsed_ms for g in groups) + tail_ms
-    return SpatialRun(plan, y, latency, tail_ms, tuple(groups))
+    return SpatialRun(None, y, latency, tail_ms, tuple(groups), schedule)
+
+
+def _check_star(
+    schedule: Schedule, handles: Mapping[str, DeviceHandle], graph: LayerGraph, x: torch.Tensor
+) -> None:
+    """Refuse, before the clock starts, what this runtime cannot run as written."""
+    schedule.validate(graph)
+    missing = [d for d in schedule.devices if d not in handles]
+    if missing:
+        raise ManipleError(
+            f"the schedule uses devices {missing} that are not open; open: {sorted(handles)}"
+        )
+    shape = (1, *schedule.input_shape)
+    if tuple(x.shape) != shape or x.element_size() != schedule.bytes_per_element:
+        raise ManipleError(
+            f"input of shape {tuple(x.shape)} with {x.element_size()} bytes per element, but "
+            f"the schedule was lowered for {shape} with {schedule.bytes_per_element}; lower "
+            "the plan for this input"
+        )
+    for i, step in enumerate(schedule.steps):
+        ok = (
+            len(step.receive) == 1
+            and step.receive[0].source == COORDINATOR
+            and step.receive[0].rows == step.run.in_rows
+            and [(t.dest, t.rows) for t in step.send] == [(COORDINATOR, step.run.out_rows)]
+        )
+        if not ok:
+            raise ManipleError(
+                f"step {i} (group {step.group}, device {step.device}) is not a star step: it "
+                "must receive its input rows from the coordinator and send its band back to "
+                "it; run this schedule on a runtime that moves rows between devices"
+            )
+    if schedule.tail.device != COORDINATOR:
+        raise ManipleError(
+            f"the schedule runs the tail on {schedule.tail.device!r}; the star runtime runs "
+            "it on the coordinator"
+        )

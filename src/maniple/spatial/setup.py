@@ -1,0 +1,115 @@
+"""One set-up for every spatial run: the network, the devices, their weights, warm boards.
+
+`maniple spatial`, `maniple bench legion` and `maniple demo` all start the same way, and
+used to do it in three copies that disagreed (weights shipped or not, boards warmed or
+not, the link override applied or not). Here it is once:
+
+- `prepare` resolves the network (zoo name or `module:callable`), captures its graph and
+  builds the cluster spec from `--devices` / `--emulate` with the link override applied;
+- `open_devices` opens them with the model loaded on each and warms every board up
+  (two untimed whole-network runs, not counted: fresh boards run slower than settled ones);
+- `open_cache` gives the profile store's cache of spatial profiles for those devices.
+
+
+Weights: a zoo network is rebuilt from its seed on every worker, bit for bit the same as
+here, so nothing is shipped; any other module's weights are shipped once to each worker,
+so that every device computes with exactly the coordinator's weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from maniple import zoo
+from maniple.cluster import ClusterSpec, open_cluster, parse_shorthand, with_link
+from maniple.devices import DeviceHandle, ModelSpec
+from maniple.graph import LayerGraph, capture
+from maniple.spatial.cache import CostCache, ProfileKey
+from maniple.spatial.profiler import whole_spatial_span
+from maniple.spatial.session import fast_forward, reference_input
+from maniple.store import StoreFile, device_key
+
+WARM_UP_RUNS = 2
+
+
+@dataclass(frozen=True)
+class SpatialSetup:
+    """A network ready to split and the devices to split it over (not yet opened)."""
+
+    network: str
+    module: nn.Module
+    graph: LayerGraph
+    spec: ClusterSpec
+    model: ModelSpec
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        shape = self.graph.input_shape
+        return (int(shape[0]), int(shape[1]), int(shape[2]))
+
+
+def prepare(
+    network: str,
+    *,
+    devices: str | None = None,
+    emulate: str | None = None,
+    link_mbps: float | None = 100.0,
+    dilation: float | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+) -> SpatialSetup:
+    """Resolve `network`, capture it and describe the devices; see the module docstring."""
+    module, shape, name = zoo.resolve(network, input_shape)
+    graph = capture(module, shape, name)
+    spec = with_link(parse_shorthand(devices, emulate, None, dilation=dilation), link_mbps)
+    model = ModelSpec(network, input_shape=shape)
+    if network not in zoo.names():
+        model = model.with_weights(module)
+    return SpatialSetup(network, module, graph, spec, model)
+
+
+def warm_up(
+    handles: Sequence[DeviceHandle],
+    graph: LayerGraph,
+    x: torch.Tensor,
+    runs: int = WARM_UP_RUNS,
+) -> None:
+    """Run the whole spatial part `runs` times on every device, untimed and not counted.
+
+    Why: a fresh emulated board's first runs are slower than its settled ones (cold caches
+    and allocator, and its clock keeps the fastest run of each piece of work), so a
+    benchmark whose first board set meets fresh boards would time that set against
+    boards still settling. Runs in fast-forward, all devices at once.
+    """
+    last, full, band = whole_spatial_span(graph, x)
+    with fast_forward(handles):
+        for _ in range(runs):
+            for call in [h.submit_span(0, last, full, band, link=False) for h in handles]:
+                call.result()
+
+
+@contextmanager
+def open_devices(setup: SpatialSetup, *, warm: bool = True) -> Iterator[list[DeviceHandle]]:
+    """The devices of `setup`, open with the model loaded, warmed up; closed on exit."""
+    with open_cluster(setup.spec, setup.model, input_shape=setup.input_shape) as cluster:
+        handles = list(cluster)
+        if warm:
+            warm_up(handles, setup.graph, reference_input(setup.graph))
+        yield handles
+
+
+def open_cache(
+    store: StoreFile,
+    handles: Sequence[DeviceHandle],
+    graph: LayerGraph,
+    *,
+    reprofile: bool = False,
+    profile_repeats: int = 1,
+) -> CostCache:
+    """The cache of spatial profiles for exactly these devices (in this order) and graph."""
+    key = ProfileKey.of(graph, [device_key(h) for h in handles], profile_repeats=profile_repeats)
+    return CostCache(store, key, reprofile=reprofile)
