@@ -163,7 +163,7 @@ def _profiling_note(result: Any, from_file: bool, store: Path) -> str:
         return "ran the saved plan: profiled nothing"
     if result.reused:
         return (
-            f"profiled nothing: reused the cached {', '.join(result.reused)} costs from "
+            f"profiled nothing: reused the cached profiles ({', '.join(result.reused)}) from "
             f"{store} (--reprofile measures again)"
         )
     return f"profiled these devices and kept the costs in {store} for the next run"
