@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from maniple.errors import ManipleError
+
 app = typer.Typer(
     help="Run one network's inference on devices that differ in speed, faster than any alone.",
     no_args_is_help=True,
@@ -24,8 +26,18 @@ err_console = Console(stderr=True)
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output: plain JSON on stdout, nothing else."""
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    """Machine-readable output: strict JSON on stdout, nothing else.
+
+    Strict: NaN and Infinity are not JSON, and parsers that follow the standard refuse
+    them, so a non-finite number is an error here rather than a bare token in the output."""
+    try:
+        text = json.dumps(data, indent=2, allow_nan=False)
+    except ValueError as exc:
+        raise ManipleError(
+            f"the result holds a non-finite number ({exc}); it cannot be written as JSON. "
+            "This is a bug: please report it with the command you ran"
+        ) from None
+    sys.stdout.write(text + "\n")
 
 
 def progress_bar() -> Progress:

@@ -74,16 +74,43 @@ def random_flc(n_units: int, rng: random.Random) -> tuple[tuple[int, ...], tuple
     return cuts, tuple((bounds[i], bounds[i + 1] - 1) for i in range(len(bounds) - 1))
 
 
+class NonFiniteOutputError(ManipleError):
+    """An output or its reference holds NaN or Inf: exactness cannot be judged.
+
+    Its own error because a NaN compares false with every bound, so a check written as
+    `error > tolerance` would let it pass; and a reference that is not finite means the
+    model itself produces such values, which no split can be blamed or cleared for."""
+
+
 def relative_error(split: torch.Tensor, whole: torch.Tensor) -> float:
     """max |split - whole| / max |whole| (absolute error when the output is all zeros):
-    the design's "max abs error <= 1e-4 relative to the output's scale"."""
+    the design's "max abs error <= 1e-4 relative to the output's scale".
+
+    Raises NonFiniteOutputError when either tensor holds NaN or Inf."""
     if split.shape != whole.shape:
         raise ManipleError(
             f"outputs differ in shape: {tuple(split.shape)} vs reference {tuple(whole.shape)}; "
             "the split lost or reordered rows or images"
         )
     whole = whole.detach().cpu().double()
-    diff = (split.detach().cpu().double() - whole).abs().max().item()
+    split = split.detach().cpu().double()
+    for what, t in (
+        ("the reference output (one device, unsplit)", whole),
+        ("the split output", split),
+    ):
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            fix = (
+                "the model itself produces them for this input: check its weights and "
+                "input, or use another model"
+                if t is whole
+                else "one device's output is finite, so this is a bug: please report it"
+            )
+            raise NonFiniteOutputError(
+                f"{what} holds {bad} NaN or Inf value(s) of {t.numel()}; exactness cannot "
+                f"be checked: {fix}"
+            )
+    diff = (split - whole).abs().max().item()
     scale = whole.abs().max().item()
     return diff / scale if scale > 0 else diff
 
