@@ -56,9 +56,10 @@ def test_speeds_and_fss_round_trip(tmp_path: Path, graph) -> None:
     with StoreFile(tmp_path / "p.sqlite") as store:
         cache = CostCache(store, _key(graph))
         assert cache.speeds() is None and cache.reused == []
-        probe = SpeedProbe(("a",), (12.5,), (1.0,), ProfilingSpent(3, 0, 0.5))
+        probe = SpeedProbe((BOARD.name,), (12.5,), (1.0,), ProfilingSpent(3, 0, 0.5))
         cache.put_speeds(probe)
-        T = np.array([[1.0, 2.0], [np.inf, 3.0]])
+        n = len(graph.units)
+        T = np.triu(np.arange(1.0, n * n + 1).reshape(n, n)) + np.tril(np.full((n, n), np.inf), -1)
         cache.put_fss(T, ProfilingSpent(9, 100, 1.5), [1.0])
         again = CostCache(store, _key(graph))
         assert again.speeds() == probe
@@ -67,6 +68,9 @@ def test_speeds_and_fss_round_trip(tmp_path: Path, graph) -> None:
         assert again.fss([0.9]) is None  # other weights: another profile
         assert again.reused == ["speeds", "fss"]
         assert CostCache(store, _key(graph), reprofile=True).speeds() is None
+        other = CostCache(store, _key(graph, (DeviceKey("x", "k", "h"),)))
+        other.put_speeds(probe)  # a probe of other devices under this key is not reused
+        assert other.speeds() is None and other.reused == []
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +95,7 @@ def test_a_second_session_profiles_nothing_and_plans_the_same(
         plan = first.plan("legion")
         fss = first.plan("fss")
         assert first.profiled == ["speeds", "costs", "fss"] and first.reused == ()
-        second = LegionSession(
-            handles, graph, repeats=1, cache=open_cache(store, handles, graph)
-        )
+        second = LegionSession(handles, graph, repeats=1, cache=open_cache(store, handles, graph))
         assert second.plan("legion") == plan and second.plan("fss") == fss
         assert second.profiled == [] and second.reused == ("speeds", "costs", "fss")
         fresh = LegionSession(

@@ -34,6 +34,7 @@ SPEEDS_SCHEMA = "maniple.speed_probe/1"
 FSS_SCHEMA = "maniple.fss_costs/1"
 SPEEDS, COSTS, FSS = "spatial.speeds", "spatial.costs", "spatial.fss"
 Value = TypeVar("Value")
+Fitted = TypeVar("Fitted", SpeedProbe, LegionCosts)
 
 
 def network_fingerprint(graph: LayerGraph) -> str:
@@ -55,6 +56,7 @@ class ProfileKey:
     devices: tuple[DeviceKey, ...]
     dtype: str = "float32"
     profile_repeats: int = 1
+    n_units: int = 0
 
     @classmethod
     def of(
@@ -72,6 +74,7 @@ class ProfileKey:
             tuple(devices),
             dtype,
             int(profile_repeats),
+            len(graph.units),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +86,7 @@ class ProfileKey:
             "devices": [[d.name, d.kind, d.host] for d in self.devices],
             "dtype": self.dtype,
             "profile_repeats": self.profile_repeats,
+            "n_units": self.n_units,
         }
 
     def digest(self, weights: Sequence[float] | None = None) -> str:
@@ -127,6 +131,14 @@ class CostCache:
         self.reused.append(kind.removeprefix("spatial."))
         return value
 
+    def _fits(self, profile: Fitted) -> Fitted:
+        """`profile` when it names exactly the key's devices, in order (else it is not
+        this key's profile: measure again)."""
+        names = tuple(d.name for d in self.key.devices)
+        if tuple(profile.devices) != names:
+            raise ManipleError(f"stored profile is for {profile.devices}, not {names}")
+        return profile
+
     def _put(self, kind: str, body: dict[str, Any], weights: Sequence[float] | None) -> None:
         self.store.put_document(
             kind, self.key.digest(weights), {"key": self.key.to_dict(), "body": body}
@@ -134,7 +146,7 @@ class CostCache:
 
     # -- the speed probe ------------------------------------------------------------------
     def speeds(self) -> SpeedProbe | None:
-        return self._load(SPEEDS, None, _speeds_from)
+        return self._load(SPEEDS, None, lambda body: self._fits(_speeds_from(body)))
 
     def put_speeds(self, probe: SpeedProbe) -> None:
         body = {
@@ -148,28 +160,30 @@ class CostCache:
 
     # -- Legion's single-unit tables --------------------------------------------------------
     def costs(self, weights: Sequence[float]) -> LegionCosts | None:
-        return self._load(COSTS, weights, lambda body: LegionCosts.from_json(json.dumps(body)))
+        return self._load(
+            COSTS, weights, lambda body: self._fits(LegionCosts.from_json(json.dumps(body)))
+        )
 
     def put_costs(self, costs: LegionCosts) -> None:
         self._put(COSTS, json.loads(costs.to_json()), costs.weights)
 
     # -- FSS's measured group costs -----------------------------------------------------------
     def fss(self, weights: Sequence[float]) -> tuple[np.ndarray, ProfilingSpent] | None:
-        return self._load(FSS, weights, _fss_from)
+        return self._load(FSS, weights, lambda body: _fss_from(body, self.key.n_units))
 
     def put_fss(self, T: np.ndarray, spent: ProfilingSpent, weights: Sequence[float]) -> None:
         rows = [[None if not np.isfinite(v) else float(v) for v in row] for row in T]
         self._put(FSS, {"schema": FSS_SCHEMA, "T": rows, "spent": spent.to_dict()}, weights)
 
 
-def _fss_from(body: dict[str, Any]) -> tuple[np.ndarray, ProfilingSpent]:
+def _fss_from(body: dict[str, Any], n_units: int) -> tuple[np.ndarray, ProfilingSpent]:
     jsonio.check_schema(body, FSS_SCHEMA)
     rows = jsonio.as_list(jsonio.field(body, "T", FSS_SCHEMA), "T", FSS_SCHEMA)
     T = np.array(
         [[np.inf if v is None else float(v) for v in row] for row in rows], dtype=np.float64
     )
-    if T.ndim != 2 or T.shape[0] != T.shape[1]:
-        raise ManipleError(f"{FSS_SCHEMA}: T must be square; got shape {T.shape}")
+    if T.shape != (n_units, n_units):
+        raise ManipleError(f"{FSS_SCHEMA}: T must be {n_units}x{n_units}; got shape {T.shape}")
     return T, ProfilingSpent.from_dict(jsonio.field(body, "spent", FSS_SCHEMA), FSS_SCHEMA)
 
 

@@ -159,29 +159,49 @@ class LegionSession:
     # -- profiling (fast-forward) ---------------------------------------------------------
     def speeds(self) -> SpeedProbe:
         if self._speeds is None:
-            cached = self.cache.speeds() if self.cache else None
-            if cached is not None and cached.devices == tuple(self.by_name):
-                self._speeds = cached
-            else:
-                with fast_forward(self.handles):
-                    self._speeds = measure_speeds(self.handles, self.graph, self.x)
-                self.profiled.append("speeds")
-                if self.cache:
-                    self.cache.put_speeds(self._speeds)
+            self._speeds = self._profile(
+                "speeds",
+                lambda c: c.speeds(),
+                lambda: measure_speeds(self.handles, self.graph, self.x),
+                lambda c, probe: c.put_speeds(probe),
+                fast=True,
+            )
         return self._speeds
 
     def costs(self) -> LegionCosts:
         if self._costs is None:
             weights = self.speeds().weights
-            cached = self.cache.costs(weights) if self.cache else None
-            if cached is not None and cached.devices == tuple(self.by_name):
-                self._costs = cached
-            else:
-                self._costs = self._sweep(profile_units)
-                self.profiled.append("costs")
-                if self.cache:
-                    self.cache.put_costs(self._costs)
+            self._costs = self._profile(
+                "costs",
+                lambda c: c.costs(weights),
+                lambda: self._sweep(profile_units),
+                lambda c, costs: c.put_costs(costs),
+            )
         return self._costs
+
+    def _profile(
+        self,
+        name: str,
+        read: Callable[[CostCache], Any],
+        measure: Callable[[], Any],
+        keep: Callable[[CostCache, Any], None],
+        *,
+        fast: bool = False,
+    ) -> Any:
+        """A profile read from the cache, or else measured (boards in fast-forward when
+        `fast`; sweeps switch it themselves), noted in `profiled` and kept in the cache."""
+        found = read(self.cache) if self.cache else None
+        if found is not None:
+            return found
+        if fast:
+            with fast_forward(self.handles):
+                found = measure()
+        else:
+            found = measure()
+        self.profiled.append(name)
+        if self.cache:
+            keep(self.cache, found)
+        return found
 
     @property
     def reused(self) -> tuple[str, ...]:
@@ -196,14 +216,12 @@ class LegionSession:
     def fss_costs(self) -> tuple[np.ndarray, ProfilingSpent]:
         if self._fss is None:
             weights = self.speeds().weights
-            cached = self.cache.fss(weights) if self.cache else None
-            if cached is not None and cached[0].shape[0] == len(self.graph.units):
-                self._fss = cached
-            else:
-                self._fss = self._sweep(measure_groups)
-                self.profiled.append("fss")
-                if self.cache:
-                    self.cache.put_fss(*self._fss, weights)
+            self._fss = self._profile(
+                "fss",
+                lambda c: c.fss(weights),
+                lambda: self._sweep(measure_groups),
+                lambda c, fss: c.put_fss(*fss, weights),
+            )
         return self._fss
 
     def _sweep(self, profiler: Callable[..., Any]) -> Any:
