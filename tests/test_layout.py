@@ -50,12 +50,12 @@ WING_STAGES = {
     ],
     "maniple.spatial": [
         ["costs"],
-        ["flc", "plan_checks", "plan", "planners", "bands"],
-        ["schedule", "schedule_text"],
+        ["flc", "plan_checks", "plan", "planners", "bands", "peer_costs"],
+        ["schedule", "schedule_text", "schedule_peer"],
         ["profiler", "cache"],
         ["runtimes"],
-        ["session", "setup"],
-        ["bench", "figures"],
+        ["measured", "peer_setup", "session", "setup"],
+        ["bench", "bench_peer", "figures"],
     ],
 }
 """Each wing's modules in stage order (costs -> planners -> plan/schedule -> runtimes ->
@@ -221,9 +221,7 @@ def test_cycle_finder(graph: dict[str, set[str]], expected: list[list[str]]) -> 
 
 
 def test_layer_rules() -> None:
-    assert _upward("maniple.graph.halo", "maniple.tiling.span") == (
-        "imports a higher base package"
-    )
+    assert _upward("maniple.graph.halo", "maniple.tiling.span") == ("imports a higher base package")
     assert _upward("maniple.devices.worker", "maniple.spatial.plan") is not None
     assert _upward("maniple.spatial.plan", "maniple.spatial.session") is not None
     assert _upward("maniple.spatial.session", "maniple.spatial.plan") is None

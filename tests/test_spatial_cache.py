@@ -141,7 +141,7 @@ def test_cli_saved_plan_runs_without_profiling_and_is_refused_elsewhere(
     assert ran["schedule"]["schema"].startswith("maniple.spatial_schedule/")
     for args, why in [
         (["--network", "resnet-18", "--input-shape", "3,64,64", *two], "is for network"),
-        ([*common[:4], "--emulate", "3xcustom:40"], "is for devices"),
+        ([*common[:4], "--emulate", "2xcustom:30"], "is for devices"),
         (["--network", "squeezenet_v1.1", "--input-shape", "3,96,96", *two], "input shape"),
     ]:
         result = CliRunner().invoke(app, ["spatial", *args, *db, "--plan", str(plan)])

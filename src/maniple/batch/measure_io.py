@@ -28,7 +28,7 @@ import torch
 
 from maniple.batch.store import ProfileStore
 from maniple.devices import DeviceHandle, ModelSpec
-from maniple.devices.worker import _synchronize  # the worker's own: times what it does
+from maniple.devices.wire import _synchronize  # the worker's own: times what it does
 from maniple.errors import ManipleError
 from maniple.store import DeviceKey
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from maniple.errors import ManipleError
+
 bench_app = typer.Typer(
     help="Benchmarks that reproduce the seed studies; results in docs/results/."
 )
@@ -32,12 +34,23 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option(help="Where legion.md, JSON and PNGs go.")] = Path(
             "docs/results"
         ),
+        runtimes: Annotated[
+            str,
+            typer.Option(help="Runtimes to measure: star, or star,peer (both side by side)."),
+        ] = "star",
     ) -> None:
         """Reproduce Legion's results on emulated boards: speedup of FSS, Legion and
         Legion+Wild Card for Firefly, Odroid and mixed sets, and profiling time."""
         from maniple.spatial.bench import DEFAULT_SETS, run_legion_bench
 
         chosen = [s.strip() for s in sets.split(",")] if sets else list(DEFAULT_SETS)
+        wanted = [r.strip() for r in runtimes.split(",") if r.strip()]
+        bad = [r for r in wanted if r not in ("star", "peer")]
+        if bad or "star" not in wanted:
+            raise ManipleError(
+                f"--runtimes {runtimes!r}: give star or star,peer (the star is the baseline "
+                "every row is compared with)"
+            )
         nets = [n.strip() for n in networks.split(",") if n.strip()]
-        path = run_legion_bench(nets, chosen, repeats, link_mbps, out, console)
+        path = run_legion_bench(nets, chosen, repeats, link_mbps, out, console, wanted)
         console.print(f"wrote {path}")

@@ -56,6 +56,27 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--plan", help="Run this saved plan (from --save-plan); no profiling."),
         ] = None,
+        runtime: Annotated[
+            str,
+            typer.Option(
+                help="How bands move: star (through the coordinator every group), peer (halo "
+                "rows device to device) or auto (the one predicted faster)."
+            ),
+        ] = "auto",
+        compress: Annotated[
+            str,
+            typer.Option(
+                help="Lossless encoding of the rows the peer runtime sends: auto (on links "
+                "slower than 1 Gbit/s when maps shrink by 10%+), on or off."
+            ),
+        ] = "auto",
+        min_gain: Annotated[
+            float,
+            typer.Option(
+                help="Run a split only when predicted at least this fraction faster than "
+                "the fastest device alone (0.03 = 3%); else that device runs alone."
+            ),
+        ] = 0.03,
         explain: Annotated[bool, typer.Option(help=_EXPLAIN)] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
@@ -67,7 +88,9 @@ def register(app: typer.Typer) -> None:
         with all devices at once, and compares with the fastest device alone. The output
         is checked against the single-device output (1e-4 of its scale).
         """
+        from maniple.spatial.peer_setup import COMPRESS_MODES, RUNTIME_CHOICES
         from maniple.spatial.schedule import lower
+        from maniple.spatial.schedule_peer import lower_peer
         from maniple.spatial.session import LegionSession, check_plan_fits
         from maniple.spatial.setup import open_cache, open_devices, prepare
         from maniple.store import StoreFile
@@ -75,6 +98,17 @@ def register(app: typer.Typer) -> None:
 
         if search not in SEARCHES:
             raise UnknownNameError("search", search, SEARCHES)
+        if runtime not in RUNTIME_CHOICES:
+            raise UnknownNameError("runtime", runtime, RUNTIME_CHOICES)
+        if compress not in COMPRESS_MODES:
+            raise UnknownNameError("compress", compress, COMPRESS_MODES)
+        if not 0 <= min_gain < 1:
+            raise ManipleError(f"--min-gain is a fraction in [0, 1) (0.03 = 3%), got {min_gain!r}")
+        if search == "fss" and runtime == "peer":
+            raise ManipleError(
+                "--search fss measures star groups only; use --runtime star with fss, or "
+                "legion-wildcard with --runtime peer"
+            )
         if repeats < 1:
             raise ManipleError(f"--repeats must be at least 1, got {repeats}")
         saved = _read_plan(plan_file) if plan_file is not None else None
@@ -105,13 +139,25 @@ def register(app: typer.Typer) -> None:
 
             cache = open_cache(store, handles, setup.graph, reprofile=reprofile)
             session = LegionSession(
-                handles, setup.graph, repeats=repeats, progress=progress, cache=cache
+                handles,
+                setup.graph,
+                repeats=repeats,
+                progress=progress,
+                cache=cache,
+                compress=compress,
             )
-            result = session.measure_plan(saved) if saved else session.measure(search)
+            result = (
+                session.measure_plan(saved)
+                if saved
+                else session.measure(search, "star" if search == "fss" else runtime, min_gain)
+            )
             store_path = store.path
         if save_plan is not None:
             save_plan.write_text(result.plan.to_json() + "\n")
-        schedule = lower(result.plan, setup.graph) if explain else None
+        schedule = None
+        if explain:
+            lowering = lower_peer if result.plan.runtime == "peer" else lower
+            schedule = lowering(result.plan, setup.graph)
         if json_out:
             doc = result.to_json()
             doc["profile_store"] = str(store_path)
@@ -175,6 +221,8 @@ def _table(result: Any, name: str) -> Table:
     for col in ("measure", "value"):
         table.add_column(col)
     rows = [
+        ("chosen", result.choice or f"{result.plan.runtime} runtime"),
+        ("runtime", result.plan.runtime),
         ("fused groups", str(len(result.plan.flc))),
         ("predicted", _ms(info["predicted_ms"])),
         ("measured latency", _ms(info["latency_ms"])),
@@ -184,6 +232,9 @@ def _table(result: Any, name: str) -> Table:
         (f"one device ({result.single_device})", _ms(info["single_device_ms"])),
         ("speedup", f"{result.speedup:.2f}x"),
         ("max relative error", f"{result.max_rel_error:.1e}"),
+        ("bytes through the coordinator", f"{result.bytes_through_coordinator:,}"),
+        ("bytes device to device", f"{result.bytes_between_devices:,}"),
+        ("wire / raw bytes", f"{result.compression_ratio:.3f}"),
         ("profiling", f"{result.profile} (board time)"),
     ]
     for k, v in rows:

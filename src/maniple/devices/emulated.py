@@ -113,6 +113,12 @@ class BoardClock:
         sleep_until(deadline)
         return out, ComputeTimes(board_ms, compute_ms, cpu_ms, overrun_ms, queue_ms)
 
+    def wait(self, ms: float) -> float:
+        """Sleep `ms` emulated link milliseconds x D (unless fast-forward); returns `ms`."""
+        if not self.fast_forward and ms > 0:
+            sleep_until(time.perf_counter() + ms * self.dilation / 1e3)
+        return ms
+
     def link(self, nbytes: int, concurrent: int = 1) -> float:
         """Emulated ms to move `nbytes` over the board's link; sleeps that x D (unless
         fast-forward) and returns the emulated ms."""

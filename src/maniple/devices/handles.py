@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Generic, TypeVar
@@ -20,6 +21,7 @@ from torch import nn
 
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec
+from maniple.devices.step import Piece, StepOrder
 from maniple.devices.timing import CallTiming, WorkerInfo
 from maniple.devices.worker import Worker
 from maniple.errors import ManipleError
@@ -105,6 +107,16 @@ class DeviceHandle(ABC):
             "run_span", first, last, tuple(out_rows), x_band, link=link, concurrent=concurrent
         )
 
+    transport = "none"
+    """How pieces of a peer schedule travel between this device's worker and others':
+    'local' (threads of this process) or 'ray' (object references); a peer schedule runs
+    on devices of one transport."""
+
+    def submit_step(self, order: StepOrder, pieces: Sequence[Any]) -> StepCall:
+        """Start one step of a peer schedule (`Worker.run_step`). `pieces` are `Piece`s from
+        the coordinator or tokens from other steps' `StepCall.pieces` of this transport."""
+        raise ManipleError(f"device {self.name!r} cannot run peer steps; use the star runtime")
+
     def submit_transfer(self, nbytes: int, *, concurrent: int = 1) -> Call[CallTiming]:
         return self._submit("transfer", int(nbytes), concurrent=concurrent)
 
@@ -155,6 +167,10 @@ class DeviceHandle(ABC):
         builds it and runs one untimed warm-up."""
         return self.submit_load(model, input_shape=input_shape, warmup=warmup).result()
 
+    def link_bytes(self, reset: bool = False) -> dict[str, dict[str, int]]:
+        """The bytes this device's link carried under the peer runtime (Worker.link_bytes)."""
+        return self._submit("link_bytes", reset).result()
+
     def set_fast_forward(self, on: bool) -> None:
         """Emulated boards: skip the sleeps (True) or keep real time (False)."""
         self._submit("set_fast_forward", bool(on)).result()
@@ -170,6 +186,53 @@ class DeviceHandle(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+class StepCall(ABC):
+    """A peer step in flight: its timing, and tokens for the pieces it will return (one per
+    destination of its order) to hand to other devices' steps without waiting."""
+
+    device: str
+    pieces: tuple[Any, ...]
+
+    @abstractmethod
+    def result(self, timeout: float | None = None) -> CallTiming:
+        """Wait for the step's timing; ManipleError naming the device on failure."""
+
+    @abstractmethod
+    def values(self, timeout: float | None = None) -> list[Piece]:
+        """The pieces themselves (for the coordinator: the gathered bands)."""
+
+
+class LocalPiece:
+    """Piece `index` of a local step's result, resolved by whichever thread needs it."""
+
+    def __init__(self, future: Future[tuple[Any, float]], index: int) -> None:
+        self._future, self._index = future, index
+
+    def get(self, timeout: float | None = None) -> Piece:
+        return self._future.result(timeout)[0][self._index]
+
+
+class LocalStepCall(StepCall):
+    def __init__(self, future: Future[tuple[Any, float]], device: str, n_out: int) -> None:
+        self._future, self.device = future, device
+        self.pieces = tuple(LocalPiece(future, i + 1) for i in range(n_out))
+
+    def result(self, timeout: float | None = None) -> CallTiming:
+        try:
+            value, caller_ms = self._future.result(timeout)
+        except FutureTimeout:
+            raise ManipleError(
+                f"device {self.device!r}: run_step gave no result within {timeout:g} s"
+            ) from None
+        except Exception as exc:
+            raise device_error(self.device, "run_step", exc) from exc
+        return value[0].with_overhead(caller_ms)
+
+    def values(self, timeout: float | None = None) -> list[Piece]:
+        self.result(timeout)
+        return [p.get(timeout) for p in self.pieces]
 
 
 class LocalCall(Call[T]):
@@ -231,6 +294,21 @@ class LocalHandle(DeviceHandle):
             return value, (time.perf_counter() - t0) * 1e3
 
         return LocalCall(self._pool.submit(run), self.name, method)
+
+    transport = "local"
+
+    def submit_step(self, order: StepOrder, pieces: Sequence[Any]) -> StepCall:
+        if self._pool is None:
+            raise ManipleError(f"device {self.name!r} is closed")
+        worker, timeout = self._worker, self.timeout_s
+
+        def run() -> tuple[Any, float]:
+            given = [p.get(timeout) if isinstance(p, LocalPiece) else p for p in pieces]
+            t0 = time.perf_counter()
+            value = worker.run_step(order, *given)
+            return value, (time.perf_counter() - t0) * 1e3
+
+        return LocalStepCall(self._pool.submit(run), self.name, len(order.dests))
 
     def close(self) -> None:
         if self._pool is not None:

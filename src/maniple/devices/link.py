@@ -52,3 +52,17 @@ class LinkSpec:
 
     def to_dict(self) -> dict[str, float]:
         return {"mbps": self.mbps, "latency_ms": self.latency_ms, "uplink_mbps": self.uplink_mbps}
+
+    def wire_ms(self, nbytes: int) -> float:
+        """Emulated ms that `nbytes` occupy this board's own link, without latency: what a
+        peer transfer costs the sender's uplink or the receiver's downlink."""
+        return max(0, int(nbytes)) * 8.0 / (self.mbps * 1e6) * 1e3
+
+    def exchange_ms(self, down_bytes: int, senders_up_ms: float) -> float:
+        """Emulated ms until a device has every piece its peers sent it: one latency, then
+        the slower of its own downlink (all `down_bytes`) and its busiest sender's uplink
+        (`senders_up_ms`), since both links are full duplex and the switch does not add up
+        the two. Nothing received costs 0."""
+        if down_bytes <= 0:
+            return 0.0
+        return self.latency_ms + max(self.wire_ms(down_bytes), senders_up_ms)

@@ -1,5 +1,6 @@
-"""Ray: the only module that imports ray, and the one place `Worker` is wrapped with
-`ray.remote`; what needs no Ray is beside it (ray_config, ray_nodes, remote_calls).
+"""Ray: with ray_calls (the calls in flight) the only module that imports ray, and the one
+place `Worker` is wrapped with `ray.remote`; what needs no Ray is beside it (ray_config,
+ray_nodes, remote_calls).
 
 Why Ray: users with several machines need a real distributed engine (placement, object
 transfer, failure detection), not sockets of our own; Ray has x86-64 and aarch64 wheels,
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -27,11 +28,12 @@ from maniple.devices.handles import (
     DEFAULT_TIMEOUT_S,
     Call,
     DeviceHandle,
-    add_overhead,
+    StepCall,
     device_error,
 )
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec
+from maniple.devices.ray_calls import RayCall, RayStepCall
 from maniple.devices.ray_config import (
     INIT_ARGS,
     LOOPBACK_VAR,
@@ -44,16 +46,15 @@ from maniple.devices.ray_config import (
 from maniple.devices.ray_nodes import live_nodes, node_devices, pick_node
 from maniple.devices.remote_calls import (
     CONTROL,
-    POLL_S,
     STARTUP_TIMEOUT_S,
     STEADY_MALLOC_ENV,
-    Liveness,
     actor_options,
     arg_to_wire,
     call_finish,
     check_remote_device,
     check_remote_model,
 )
+from maniple.devices.step import StepOrder
 from maniple.devices.timing import WorkerInfo
 from maniple.devices.worker import Worker
 from maniple.errors import ManipleError
@@ -200,54 +201,6 @@ def find_node(selector: str) -> str:
     return pick_node(live_nodes(_import_ray().nodes()), selector)
 
 
-class RayCall(Call[Any]):
-    """A call on a Ray actor. While waiting, the actor is pinged on its control group; if it
-    dies, or answers no ping for `timeout_s`, the call fails naming the device."""
-
-    def __init__(
-        self,
-        handle: RayHandle,
-        method: str,
-        ref: Any,
-        t0: float,
-        finish: Callable[[Any, float], Any] = add_overhead,
-    ) -> None:
-        self._handle, self.method, self._ref = handle, method, ref
-        self.device = handle.name
-        self._t0 = t0  # before the arguments were serialised
-        self._finish = finish
-        self._t_ready: float | None = None
-        ref.future().add_done_callback(lambda _future: self._mark_ready())
-
-    def _mark_ready(self) -> None:
-        self._t_ready = time.perf_counter()
-
-    def done(self) -> bool:
-        import ray
-
-        ready, _ = ray.wait([self._ref], timeout=0)
-        return bool(ready)
-
-    def result(self, timeout: float | None = None) -> Any:
-        import ray
-
-        h = self._handle
-        watch = Liveness(self.device, self.method, h.timeout_s, timeout, time.perf_counter())
-        ping_ref = None
-        while not ray.wait([self._ref], timeout=POLL_S)[0]:
-            now = time.perf_counter()
-            if ping_ref is not None and ray.wait([ping_ref], timeout=0)[0]:
-                h._get(ray, ping_ref, "ping")  # raises if the actor died
-                watch.last_alive, ping_ref = now, None
-            if ping_ref is None and watch.ping_due(now):
-                ping_ref = h._actor.ping.options(concurrency_group=CONTROL).remote()
-                watch.ping_sent = now
-            watch.check(now, h.pid)
-        value = h._get(ray, self._ref, self.method)
-        t_ready = self._t_ready or time.perf_counter()
-        return self._finish(value, (t_ready - self._t0) * 1e3)
-
-
 class RayHandle(DeviceHandle):
     """A Worker in a Ray actor: a device on a Ray node, or an emulated board on this host.
 
@@ -361,6 +314,19 @@ class RayHandle(DeviceHandle):
         t0 = time.perf_counter()
         args = tuple(arg_to_wire(a) for a in args)
         return RayCall(self, method, actor_method.remote(*args, **kwargs), t0, finish)
+
+    transport = "ray"
+
+    def submit_step(self, order: StepOrder, pieces: Sequence[Any]) -> StepCall:
+        """The step as an actor call whose pieces are object references: passed to the next
+        steps as arguments, Ray moves them worker to worker, never through this process."""
+        if self._actor is None:
+            raise ManipleError(f"device {self.name!r} is closed")
+        t0 = time.perf_counter()
+        n_out = len(order.dests)
+        refs = self._actor.run_step.options(num_returns=1 + n_out).remote(order, *pieces)
+        refs = refs if isinstance(refs, list) else [refs]
+        return RayStepCall(self, RayCall(self, "run_step", refs[0], t0), refs[1:])
 
     def load(
         self,

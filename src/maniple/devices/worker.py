@@ -26,36 +26,25 @@ from torch import nn
 from maniple.devices.emulated import BoardClock
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec, parse_device
+from maniple.devices.step import (
+    LinkBytes,
+    Piece,
+    StepOrder,
+    charge_in,
+    charge_out,
+    compute_step,
+    fetch,
+    kept_rows,
+    share,
+)
 from maniple.devices.timing import CallTiming, WorkerInfo
+from maniple.devices.wire import _synchronize, from_wire, to_wire
 from maniple.errors import ManipleError
 from maniple.precision import strict_fp32
 
+__all__ = ["Worker", "from_wire", "to_wire"]
+
 SpanKey = tuple[int, int, tuple[int, int], tuple[int, ...]]
-
-
-def _synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so that timings cover it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "xpu":
-        torch.xpu.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def to_wire(t: torch.Tensor) -> torch.Tensor | np.ndarray:
-    """A CPU tensor as a numpy array for Ray, which moves arrays through its object store
-    without pickling; dtypes numpy lacks (bfloat16) stay tensors."""
-    try:
-        return t.detach().cpu().numpy()
-    except TypeError:
-        return t
-
-
-def from_wire(a: np.ndarray) -> torch.Tensor:
-    """A tensor from an array that crossed Ray: arrays from its object store are read-only
-    views of shared memory, so they are copied once (torch wants writable memory)."""
-    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 class Worker:
@@ -97,6 +86,8 @@ class Worker:
         self._network: str | None = None
         self._spans: dict[SpanKey, Callable[[torch.Tensor], torch.Tensor]] = {}
         self._fastest: dict[Hashable, float] = {}  # emulated: least CPU ms per piece of work
+        self._held: tuple[int, tuple[int, int], torch.Tensor] | None = None  # peer: kept output
+        self._link_bytes = LinkBytes()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
             if clock is not None:
@@ -232,6 +223,92 @@ class Worker:
                 end_s=time.time(),
                 pid=os.getpid(),
             )
+
+    def run_step(self, order: StepOrder, *pieces: Piece) -> tuple[Any, ...]:
+        """One group of a peer schedule: take the rows `order.own_rows` from the output this
+        device kept from its previous step, add the pieces others sent, run the span, keep
+        its output, and return (timing, *pieces for `order.dests`).
+
+        On an emulated board the wait for the pieces is charged to its link first (the
+        coordinator's scatter shares the coordinator's link; peers' pieces cost the slower
+        of this board's downlink and the senders' uplinks), the decode, the span and the
+        encode of what it sends are its compute, and bands it returns to the coordinator
+        cost its link afterwards. Pieces to other devices leave at once: their link time
+        travels with them (`Piece.up_ms`) and is paid by the receiver's wait.
+        """
+        order.check(self.spec.name)
+        if len(pieces) != len(order.sources):
+            raise ManipleError(
+                f"device {self.spec.name!r}: the step expects {len(order.sources)} pieces, "
+                f"got {len(pieces)}"
+            )
+        key = (
+            "step",
+            order.first,
+            order.last,
+            order.out_rows,
+            order.in_rows,
+            order.own_rows,
+            order.piece_rows,
+            order.send_rows,
+            order.compress,
+        )
+        with self._lock:
+            self._apply_threads()
+            clock, name = self.clock, self.spec.name
+            if self.numpy_out:  # in a Ray actor: rows from peers come by reference
+                pieces = tuple(fetch(pieces))  # before the clock: Ray's time, counted whole
+            start, w0 = time.time(), time.perf_counter()
+            link_ms = charge_in(clock, order, pieces, self._link_bytes)
+            # keyed by the input rows (the band's shape follows from them)
+            program = self._span_program(order.first, order.last, order.out_rows, order.in_rows)
+
+            def compute() -> tuple[torch.Tensor, list[Piece]]:
+                own = kept_rows(self._held, order, name)
+                with torch.inference_mode():
+                    out = compute_step(order, pieces, own, program, self.device, name)
+                    _synchronize(self.device)
+                    return out
+
+            if clock is not None:
+                (y, out), times = clock.compute(compute, self._network, key, self._fastest)
+                board_ms, compute_ms, cpu_ms, overrun_ms, queue_ms = times
+            else:
+                c0, t0 = time.thread_time(), time.perf_counter()
+                y, out = compute()
+                cpu_ms = (time.thread_time() - c0) * 1e3
+                compute_ms = (time.perf_counter() - t0) * 1e3
+                board_ms, overrun_ms, queue_ms = None, 0.0, 0.0
+            self._held = (order.last, order.out_rows, y)
+            out, out_ms = charge_out(clock, order, out, self._link_bytes)
+            timing = CallTiming(
+                device=name,
+                op="step",
+                wall_ms=(time.perf_counter() - w0) * 1e3,
+                compute_ms=compute_ms,
+                cpu_ms=cpu_ms,
+                board_ms=board_ms,
+                link_ms=link_ms + out_ms,
+                overrun_ms=overrun_ms,
+                queue_ms=queue_ms,
+                dilation=clock.dilation if clock else 1.0,
+                fast_forward=bool(clock and clock.fast_forward),
+                start_s=start,
+                end_s=time.time(),
+                pid=os.getpid(),
+            )
+            if self.numpy_out:  # after the clock, as fetch is before it
+                out = share(out, order.dests)
+            return (timing, *out)
+
+    def link_bytes(self, reset: bool = False) -> dict[str, dict[str, int]]:
+        """Bytes this device's link carried under the peer runtime, by peer: {'sent': {dest:
+        bytes}, 'received': {source: bytes}} (wire bytes, after any encoding)."""
+        with self._lock:
+            counts = self._link_bytes.to_dict()
+            if reset:
+                self._link_bytes = LinkBytes()
+            return counts
 
     # -- internals -----------------------------------------------------------------------
     def _apply_threads(self) -> None:

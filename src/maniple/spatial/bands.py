@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph, halo
 from maniple.spatial.flc import FLC
+from maniple.spatial.plan import SpatialPlan
 from maniple.tiling.bands import Band, split_rows_capped
 
 
@@ -99,3 +100,45 @@ class HeldRows:
             if lo >= hi:
                 return None
         return (lo, hi) if lo < hi else None
+
+
+def peer_sources(
+    prev_bands: Sequence[Band], need: Band, device: int
+) -> tuple[Band | None, tuple[tuple[int, Band], ...]]:
+    """Where device `device` finds rows `need` of a map whose rows the devices hold as
+    `prev_bands` (one band each, tiling the map): the rows it holds itself (None if none),
+    and (holder, rows) for every other device that holds some of the rest, in row order.
+
+    The peer runtime's exchange: a device keeps its band between groups and asks only
+    for the rows it lacks, from whoever holds them (usually its neighbours, further ones
+    where bands are thin).
+    """
+    own: Band | None = None
+    others: list[tuple[int, Band]] = []
+    for e, (a, b) in enumerate(prev_bands):
+        lo, hi = max(a, need[0]), min(b, need[1])
+        if lo < hi:
+            if e == device:
+                own = (lo, hi)
+            else:
+                others.append((e, (lo, hi)))
+    covered = sum(hi - lo for _, (lo, hi) in others) + (own[1] - own[0] if own else 0)
+    if covered != need[1] - need[0]:
+        raise ManipleError(
+            f"rows {need[0]}:{need[1]} are not all held by the devices' bands "
+            f"{list(prev_bands)}; the bands of a group must tile its output"
+        )
+    return own, tuple(others)
+
+
+def check_plan_on(plan: SpatialPlan, graph: LayerGraph) -> tuple[int, ...]:
+    """The graph's unit heights, once the plan is sound and made for them."""
+    plan.validate()
+    heights = tuple(u.out_shape[2] for u in graph.units)
+    if heights != plan.unit_heights:
+        raise ManipleError(
+            f"the plan for {plan.network!r} has unit heights {list(plan.unit_heights)} but "
+            f"graph {graph.name!r} has {list(heights)}; plan and capture for the same "
+            "network and input shape"
+        )
+    return heights

@@ -26,6 +26,7 @@ import torch
 from rich.console import Console
 
 from maniple.errors import ManipleError
+from maniple.spatial.bench_peer import peer_section
 
 DEFAULT_SETS = (
     "1F", "2F", "3F", "4F", "5F", "6F",
@@ -68,8 +69,11 @@ def run_legion_bench(
     link_mbps: float,
     out: Path,
     console: Console,
+    runtimes: Sequence[str] = ("star",),
 ) -> Path:
-    """Run the reproduction; write legion.json, legion.md and figures under `out`."""
+    """Run the reproduction; write legion.json, legion.md and figures under `out`. With
+    'peer' in `runtimes`, each set also runs the peer runtime (maniple.spatial.bench_peer)."""
+    from maniple.spatial.bench_peer import measure_peer
     from maniple.spatial.session import LegionSession
     from maniple.spatial.setup import open_devices, prepare
 
@@ -89,12 +93,15 @@ def run_legion_bench(
                 handles = [h for k, n in counts.items() for h in by_kind[k][:n]]
                 t0 = time.time()
                 session = LegionSession(handles, graph, repeats=repeats)
+                alone = None
                 if len(handles) == 1:
                     # Nothing to split: every search is the whole model on the one board.
                     alone = session.measure("single")
                     results = {s: alone for s in SEARCHES}
                 else:
-                    results = {s: session.measure(s) for s in SEARCHES}
+                    # the study's plans, run whatever their prediction (min_gain None)
+                    results = {s: session.measure(s, min_gain=None) for s in SEARCHES}
+                peer = measure_peer(session, alone) if "peer" in runtimes else None
                 row = {
                     "network": network,
                     "set": set_name,
@@ -105,6 +112,8 @@ def run_legion_bench(
                     "dilation": handles[0].dilation,
                     "wall_s": time.time() - t0,
                 }
+                if peer is not None:
+                    row["peer"] = peer
                 rows.append(row)
                 console.print(
                     f"  {set_name:6s} single {row['single_device_ms']:7.1f} ms | "
@@ -115,8 +124,15 @@ def run_legion_bench(
                     )
                     + f" | {row['wall_s']:.0f} s"
                 )
-                _write(out, rows, networks, sets, link_mbps, repeats, started)
-    return _write(out, rows, networks, sets, link_mbps, repeats, started)
+                if peer is not None:
+                    wc = peer["legion-wildcard"]
+                    console.print(
+                        f"         peer legion-wildcard {wc['latency_ms']:7.1f} "
+                        f"ms ({wc['speedup']:.2f}x), auto "
+                        f"{peer['auto']['speedup']:.2f}x ({peer['auto']['runtime']})"
+                    )
+                _write(out, rows, networks, sets, link_mbps, repeats, started, runtimes)
+    return _write(out, rows, networks, sets, link_mbps, repeats, started, runtimes)
 
 
 def _write(
@@ -127,13 +143,15 @@ def _write(
     link_mbps: float,
     repeats: int,
     started: float,
+    runtimes: Sequence[str] = ("star",),
 ) -> Path:
     """Write what is done so far (a long run that stops still leaves its results)."""
     doc = {
         "schema": BENCH_SCHEMA,
         "command": "maniple bench legion "
         + f"--networks {','.join(networks)} --sets {','.join(sets)} "
-        + f"--repeats {repeats} --link-mbps {link_mbps:g}",
+        + f"--repeats {repeats} --link-mbps {link_mbps:g}"
+        + ("" if tuple(runtimes) == ("star",) else f" --runtimes {','.join(runtimes)}"),
         "machine": machine(),
         "elapsed_s": time.time() - started,
         "rows": rows,
@@ -269,6 +287,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
                     f"{res['fast_forward_ms']:.1f} | {res['coordinator_ms']:.1f} |"
                 )
     lines += _time_breakdown(rows)
+    lines += peer_section(rows)
     lines += ["", "Figures: `legion-speedup.png`, `legion-profiling.png`.", ""]
     return "\n".join(lines)
 

@@ -28,6 +28,9 @@ from maniple.tiling.bands import Band
 PLAN_SCHEMA = "maniple.spatial_plan/1"
 SEARCHES = ("legion", "legion-wildcard", "fss", "layerwise", "one-group", "single")
 PREDICTED_SEARCHES = ("legion", "layerwise", "one-group")
+RUNTIMES = ("star", "peer")
+"""How a plan's bands move: through the coordinator every group (Legion's star), or halo
+rows device to device (maniple.spatial.schedule_peer)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class SpatialPlan:
     predicted_ms / group_ms: the planner's cost of the whole plan and of each group (for
         `fss`, measured costs); None when the planner had nothing to predict from.
     spent: the profiling it took to make this plan.
+    runtime: the runtime its costs were predicted for and that runs it ('star', 'peer').
     """
 
     network: str
@@ -52,6 +56,7 @@ class SpatialPlan:
     predicted_ms: float | None
     group_ms: tuple[float, ...] | None
     spent: ProfilingSpent = field(default_factory=ProfilingSpent)
+    runtime: str = "star"
 
     def __post_init__(self) -> None:
         """Turn lists into tuples (so plans built from JSON-like data compare and hash);
@@ -85,6 +90,8 @@ class SpatialPlan:
             raise ManipleError(f"{where}: {exc}") from None
         check_bands(where, self.flc, self.bands, self.devices, self.unit_heights)
         check_predicted(where, self.predicted_ms, self.group_ms, len(self.flc))
+        if self.runtime not in RUNTIMES:
+            raise UnknownNameError("runtime", str(self.runtime), RUNTIMES)
         if not isinstance(self.spent, ProfilingSpent):
             raise ManipleError(f"{where}: spent must be a ProfilingSpent; got {self.spent!r}")
         return self
@@ -102,6 +109,7 @@ class SpatialPlan:
             "predicted_ms": self.predicted_ms,
             "group_ms": None if self.group_ms is None else list(self.group_ms),
             "spent": self.spent.to_dict(),
+            "runtime": self.runtime,
         }
 
     def to_json(self) -> str:
@@ -156,6 +164,8 @@ class SpatialPlan:
             else jsonio.as_float(predicted, "predicted_ms", schema),
             group_ms=floats("group_ms"),
             spent=ProfilingSpent.from_dict(get("spent"), schema),
+            # plans written before the peer runtime existed are star plans
+            runtime=jsonio.as_str(doc.get("runtime", "star"), "runtime", schema),
         )
         return plan.validate()
 
@@ -163,7 +173,8 @@ class SpatialPlan:
         """An aligned table: one row per group, each device's rows as start:end."""
         total = "-" if self.predicted_ms is None else f"{self.predicted_ms:.2f} ms"
         head = (
-            f"spatial plan: {self.network}, search {self.search}, {len(self.devices)} "
+            f"spatial plan: {self.network}, search {self.search}, runtime {self.runtime}, "
+            f"{len(self.devices)} "
             f"device(s), {len(self.flc)} group(s), predicted {total}\n"
             f"profiling spent: {self.spent}\n"
             "each device's band is start:end of the group's output rows\n"

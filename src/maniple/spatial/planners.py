@@ -64,6 +64,7 @@ __all__ = [
     "plan_legion",
     "plan_single",
     "plan_spatial",
+    "plan_with_matrix",
     "predict_all",
     "predict_group",
     "speed_weights",
@@ -105,7 +106,9 @@ def plan_spatial(
         flc = layerwise(costs.n_units)
     else:
         flc = one_group(costs.n_units)
-    return _plan(name, search, costs.devices, unit_heights, costs.weights, flc, T, costs.spent)
+    return plan_with_matrix(
+        name, search, costs.devices, unit_heights, costs.weights, flc, T, costs.spent
+    )
 
 
 def plan_for_flc(
@@ -122,7 +125,9 @@ def plan_for_flc(
         raise UnknownNameError("search", search, SEARCHES)
     name = _check_inputs(costs, unit_heights, weights, network)
     T = predict_all(costs)
-    return _plan(name, search, costs.devices, unit_heights, costs.weights, flc, T, costs.spent)
+    return plan_with_matrix(
+        name, search, costs.devices, unit_heights, costs.weights, flc, T, costs.spent
+    )
 
 
 def wildcard_plans(
@@ -164,7 +169,7 @@ def plan_from_measured(
             f"{len(weights)} weights for {len(devices)} devices; give one per device"
         )
     flc, _ = best_flc(T)
-    return _plan(network, "fss", tuple(devices), unit_heights, weights, flc, T, spent)
+    return plan_with_matrix(network, "fss", tuple(devices), unit_heights, weights, flc, T, spent)
 
 
 def plan_single(
@@ -189,7 +194,7 @@ def plan_single(
     ).validate()
 
 
-def _plan(
+def plan_with_matrix(
     network: str,
     search: str,
     devices: tuple[str, ...],
@@ -198,8 +203,10 @@ def _plan(
     flc: FLC,
     T: np.ndarray,
     spent: ProfilingSpent,
+    runtime: str = "star",
 ) -> SpatialPlan:
-    """Assemble and validate a plan whose group costs are read from T."""
+    """Assemble and validate a plan for `flc` whose group costs are read from T (any
+    runtime's cost matrix), bands split by `weights`."""
     heights = _as_heights(network, unit_heights)
     check_flc(flc, len(heights))
     flc = tuple((int(first), int(last)) for first, last in flc)
@@ -217,6 +224,7 @@ def _plan(
         predicted_ms=total,
         group_ms=group_ms,
         spent=spent,
+        runtime=runtime,
     ).validate()
 
 

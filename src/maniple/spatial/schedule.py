@@ -4,11 +4,10 @@ A `SpatialPlan` says only what the planner chose (groups and output bands). Runn
 needs more: each device's input rows with their halo, the bytes every transfer moves, and
 the order in which the coordinator hands out and gathers. `lower` works all of that out
 once, through the same band and halo helpers the profiler uses (`maniple.spatial.bands`),
-so that a runtime only executes steps and a report can show exactly what moves. The data
-model allows device-to-device transfers (a peer runtime lowers to those); the star lowering
-here always goes through the coordinator. `validate` replays the steps and names the first
-one that reads rows nobody produced, so a hand-edited or foreign schedule fails before it
-runs, not with a shape error inside a worker.
+so that a runtime only executes steps. Transfers may go device to device (the peer
+lowering, `maniple.spatial.schedule_peer`); the star lowering here goes through the
+coordinator. `validate` replays the steps and names the first one that reads rows nobody
+produced, so a hand-edited or foreign schedule fails before it runs.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import maniple.jsonio as jsonio
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
 from maniple.spatial import schedule_text
-from maniple.spatial.bands import HeldRows, band_bytes, step_rows
+from maniple.spatial.bands import HeldRows, band_bytes, check_plan_on, step_rows
 from maniple.spatial.plan import SpatialPlan
 from maniple.tiling.bands import Band
 
@@ -202,14 +201,7 @@ def lower(plan: SpatialPlan, graph: LayerGraph, *, bytes_per_element: int = 4) -
     its input rows (band plus halo) from the coordinator, runs the group and sends its
     output band back; the coordinator then runs the tail on the gathered last group.
     Devices with an empty band sit the group out (no step)."""
-    plan.validate()
-    heights = tuple(u.out_shape[2] for u in graph.units)
-    if heights != plan.unit_heights:
-        raise ManipleError(
-            f"the plan for {plan.network!r} has unit heights {list(plan.unit_heights)} but "
-            f"graph {graph.name!r} has {list(heights)}; plan and capture for the same "
-            "network and input shape"
-        )
+    heights = check_plan_on(plan, graph)
     shapes = (tuple(graph.input_shape), *(tuple(u.out_shape[1:]) for u in graph.units))
     steps, bpe = [], bytes_per_element
     for g, ((first, last), bands) in enumerate(zip(plan.flc, plan.bands, strict=True)):

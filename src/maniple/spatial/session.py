@@ -10,9 +10,8 @@ from a real-time run in which the boards really work at once.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,14 @@ from maniple.graph import LayerGraph
 from maniple.spatial.cache import CostCache
 from maniple.spatial.costs import LegionCosts, ProfilingSpent
 from maniple.spatial.flc import choose_faster
+from maniple.spatial.measured import (
+    SpatialResult,
+    check_plan_fits,
+    fast_forward,
+    reference_input,
+)
+from maniple.spatial.peer_costs import PeerLinks, peer_wildcard, plan_peer
+from maniple.spatial.peer_setup import RUNTIME_CHOICES, peer_links, run_plan
 from maniple.spatial.plan import SEARCHES, SpatialPlan
 from maniple.spatial.planners import plan_from_measured, plan_single, plan_spatial, wildcard_plans
 from maniple.spatial.profiler import (
@@ -33,84 +40,10 @@ from maniple.spatial.profiler import (
     measure_speeds,
     profile_units,
 )
-from maniple.spatial.runtimes.star import SpatialRun, run_spatial_plan
+from maniple.spatial.runtimes.result import SpatialRun
 from maniple.tiling.verify import relative_error
 
 Progress = Callable[[str, int, int], None]
-
-
-@contextmanager
-def fast_forward(handles: Sequence[DeviceHandle], on: bool = True) -> Iterator[None]:
-    """Emulated boards skip their sleeps inside the block (profiling); others are unaffected."""
-    for h in handles:
-        h.set_fast_forward(on)
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.set_fast_forward(not on)
-
-
-def reference_input(graph: LayerGraph, seed: int = 0) -> torch.Tensor:
-    """The seeded image every spatial run measures and checks with (batch 1)."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(1, *graph.input_shape, generator=gen)
-
-
-@dataclass(frozen=True)
-class SpatialResult:
-    """One search's plan, measured: what `maniple spatial --json` prints."""
-
-    network: str
-    search: str
-    plan: SpatialPlan
-    latencies_ms: tuple[float, ...]
-    single_device: str
-    single_device_ms: float
-    max_rel_error: float
-    profile: ProfilingSpent
-    fast_forward_ms: float | None = None
-    device_ms: float | None = None
-    candidates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
-    overrun_ms: float = 0.0
-    reused: tuple[str, ...] = ()
-    """Profiles read from the store instead of measured (speeds, costs, fss)."""
-    profiled: tuple[str, ...] = ()
-    """Profiles measured by this run (speeds, costs, fss); empty when nothing was."""
-
-    @property
-    def latency_ms(self) -> float:
-        return statistics.median(self.latencies_ms)
-
-    @property
-    def speedup(self) -> float:
-        return self.single_device_ms / self.latency_ms
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "network": self.network,
-            "search": self.search,
-            "devices": list(self.plan.devices),
-            "flc": [list(g) for g in self.plan.flc],
-            "bands": [[list(b) for b in group] for group in self.plan.bands],
-            "predicted_ms": self.plan.predicted_ms,
-            "latency_ms": self.latency_ms,
-            "latencies_ms": list(self.latencies_ms),
-            "fast_forward_ms": self.fast_forward_ms,
-            "device_ms": self.device_ms,
-            "coordinator_ms": None if self.device_ms is None else self.latency_ms - self.device_ms,
-            "single_device": self.single_device,
-            "single_device_ms": self.single_device_ms,
-            "speedup": self.speedup,
-            "max_rel_error": self.max_rel_error,
-            "profile_seconds": self.profile.seconds,
-            "profile_runs": self.profile.runs,
-            "profile_bytes": self.profile.bytes,
-            "overrun_ms": self.overrun_ms,
-            "candidates": list(self.candidates),
-            "reused_profiles": list(self.reused),
-            "profiled_now": list(self.profiled),
-        }
 
 
 class LegionSession:
@@ -126,6 +59,7 @@ class LegionSession:
         profile_repeats: int = 1,
         progress: Progress | None = None,
         cache: CostCache | None = None,
+        compress: str = "auto",
     ) -> None:
         check_devices(handles)
         most_rows = max(u.out_shape[2] for u in graph.units)
@@ -151,6 +85,8 @@ class LegionSession:
         self._fss: tuple[np.ndarray, ProfilingSpent] | None = None
         self._single: tuple[str, float, float] | None = None
         self._runs: dict[tuple[Any, ...], list[SpatialRun]] = {}
+        self.compress = compress
+        self._peer: tuple[PeerLinks, bool] | None = None
 
     @property
     def unit_heights(self) -> tuple[int, ...]:
@@ -244,11 +180,13 @@ class LegionSession:
         Runs are kept per (devices, groups, bands): searches that pick the same plan (Legion
         and the Wild Card's base) share one measurement instead of drawing two samples.
         """
-        key = (plan.devices, plan.flc, plan.bands)
+        key = (plan.runtime, plan.devices, plan.flc, plan.bands)
         if key not in self._runs:
             runs = []
             for r in range(self.repeats + 1):
-                result = run_spatial_plan(plan, self.by_name, self.graph, self.x)
+                result = run_plan(
+                    plan, self.by_name, self.graph, self.x, compress=self._compress(plan)
+                )
                 if r > 0:
                     runs.append(result)
             self._runs[key] = runs
@@ -257,8 +195,19 @@ class LegionSession:
     def fast_forward_ms(self, plan: SpatialPlan) -> float:
         """The same plan's latency on the other clock: boards in fast-forward, board time."""
         with fast_forward(self.handles):
-            run = run_spatial_plan(plan, self.by_name, self.graph, self.x, run_tail=False)
+            run = run_plan(
+                plan,
+                self.by_name,
+                self.graph,
+                self.x,
+                compress=self._compress(plan),
+                run_tail=False,
+            )
         return run.device_ms
+
+    def _compress(self, plan: SpatialPlan) -> bool:
+        """Whether a plan's pieces are encoded (the peer runtime, as `--compress` says)."""
+        return plan.runtime == "peer" and len(plan.devices) > 1 and self.peer()[1]
 
     def single(self, best: str | None = None) -> tuple[str, float, float]:
         """(fastest device, its measured real-time latency alone, its max relative error).
@@ -276,40 +225,74 @@ class LegionSession:
         return self._single
 
     # -- searches ---------------------------------------------------------------------------
-    def plan(self, search: str) -> SpatialPlan:
-        """The plan a search picks (no Wild Card real runs; see `measure`)."""
+    def peer(self) -> tuple[PeerLinks, bool]:
+        """The peer predictor's links and overhead, and whether pieces are encoded."""
+        if self._peer is None:
+            weights = self.speeds().weights
+            self._peer = peer_links(self.handles, self.graph, self.x, weights, self.compress)
+        return self._peer
+
+    def plan(self, search: str, runtime: str = "star") -> SpatialPlan:
+        """The plan a search picks for a runtime (`auto`: the one predicted faster); no Wild
+        Card real runs (see `measure`)."""
         if search not in SEARCHES:
             raise UnknownNameError("search", search, SEARCHES)
+        if runtime not in RUNTIME_CHOICES:
+            raise UnknownNameError("runtime", runtime, RUNTIME_CHOICES)
         heights, weights = self.unit_heights, self.speeds().weights
         name = self.graph.name
         if search == "single":
             best, _, _ = self.single()
             return plan_single(name, best, heights)
+        if runtime == "auto":
+            if search == "fss":
+                return self.plan(search, "star")
+            plans = [self.plan(search, r) for r in ("star", "peer")]
+            return min(plans, key=lambda p: p.predicted_ms or 0.0)
         if search == "fss":
+            if runtime == "peer":
+                raise ManipleError(
+                    "fss measures star groups only; use --runtime star with --search fss, "
+                    "or legion-wildcard with the peer runtime"
+                )
             T, spent = self.fss_costs()
             devices = [h.name for h in self.handles]
             return plan_from_measured(
                 T, devices, heights, weights, name, self.speeds().spent + spent
             )
         costs = self._costs_with_probe()
+        if runtime == "peer":
+            return plan_peer(costs, self.graph, self.peer()[0], search, name)
         if search == "legion-wildcard":
             return wildcard_plans(costs, heights, network=name)[0]
         return plan_spatial(costs, search, heights, network=name)
 
-    def measure(self, search: str) -> SpatialResult:
-        """Plan with `search`, run it for real, and compare with the fastest device alone."""
+    def _wildcard(self, runtime: str) -> list[SpatialPlan]:
+        costs = self._costs_with_probe()
+        if runtime == "auto":
+            runtime = self.plan("legion-wildcard", "auto").runtime
+        if runtime == "peer":
+            pair = peer_wildcard(costs, self.graph, self.peer()[0], self.graph.name)
+        else:
+            pair = wildcard_plans(costs, self.unit_heights, network=self.graph.name)
+        return [p for p in pair if p is not None]
+
+    def measure(
+        self, search: str, runtime: str = "star", min_gain: float | None = 0.0
+    ) -> SpatialResult:
+        """Plan with `search` for `runtime`, run it for real, and compare with the fastest
+        device alone. A split not predicted faster than that device by `min_gain` (a
+        fraction) is not run: the device runs alone, and `choice` says why. `min_gain` None
+        runs the split whatever its prediction (the study's reproduction measures them all)."""
         best, single_ms, _ = self.single()
         candidates: list[dict[str, Any]] = []
         if search == "legion-wildcard":
-            costs = self._costs_with_probe()
-            base, merged = wildcard_plans(costs, self.unit_heights, network=self.graph.name)
-            measured = [(base, self.run(base))]
-            if merged is not None:
-                measured.append((merged, self.run(merged)))
+            measured = [(p, self.run(p)) for p in self._wildcard(runtime)]
             for p, runs in measured:
                 candidates.append(
                     {
                         "flc": [list(g) for g in p.flc],
+                        "runtime": p.runtime,
                         "predicted_ms": p.predicted_ms,
                         "latency_ms": statistics.median(r.latency_ms for r in runs),
                     }
@@ -322,9 +305,34 @@ class LegionSession:
             spent = plan.spent + ProfilingSpent(len(measured) * (self.repeats + 1), 0, extra)
             plan = replace(plan, spent=spent)
         else:
-            plan = self.plan(search)
+            plan = self.plan(search, runtime)
             runs = self.run(plan)
-        return self._result(search, plan, runs, best, single_ms, candidates)
+        choice = f"{plan.runtime} runtime, {search}"
+        predicted = plan.predicted_ms
+        if (
+            min_gain is not None
+            and search != "single"
+            and predicted is not None
+            and predicted * (1 + min_gain) > (alone := self._alone_predicted(plan.runtime))
+        ):
+            choice = (
+                f"{best} alone: the {plan.runtime} split was predicted {predicted:.1f} ms "
+                f"against {alone:.1f} ms for {best} (the split must gain {min_gain:.0%}); "
+                "--min-gain 0 and --search single compare them"
+            )
+            plan = replace(plan_single(self.graph.name, best, self.unit_heights), spent=plan.spent)
+            runs = self.run(plan)
+        return replace(self._result(search, plan, runs, best, single_ms, candidates), choice=choice)
+
+    def _alone_predicted(self, runtime: str) -> float:
+        """The fastest device's predicted time alone, with the same real overheads the split
+        is predicted with for one group (the star's dispatch, or the peer's scatter and
+        gather), so that the min-gain test compares like with like."""
+        alone = float(min(self.speeds().spatial_ms))
+        if runtime == "peer":
+            links = self.peer()[0]
+            return alone + links.scatter_ms + links.gather_ms
+        return alone + self.costs().dispatch_ms
 
     def measure_plan(self, plan: SpatialPlan) -> SpatialResult:
         """Run a given (e.g. saved) plan for real, without profiling, against the device
@@ -368,26 +376,9 @@ class LegionSession:
             overrun_ms=max(r.overrun_ms for r in runs),
             reused=self.reused,
             profiled=tuple(self.profiled),
-        )
-
-
-def check_plan_fits(plan: SpatialPlan, graph: LayerGraph, devices: Sequence[str]) -> None:
-    """Refuse, with the reason, a plan made for another network, input or device set."""
-    plan.validate()
-    if plan.network != graph.name:
-        raise ManipleError(
-            f"the plan is for network {plan.network!r}, not {graph.name!r}; make a plan for "
-            f"{graph.name!r} with --save-plan, or run {plan.network!r}"
-        )
-    heights = tuple(u.out_shape[2] for u in graph.units)
-    if plan.unit_heights != heights:
-        raise ManipleError(
-            f"the plan's units have {list(plan.unit_heights)} output rows but {graph.name!r} "
-            f"at input {tuple(graph.input_shape)} has {list(heights)}: it was made for another "
-            "input shape or model version; pass the --input-shape it was made for, or plan again"
-        )
-    if tuple(plan.devices) != tuple(devices):
-        raise ManipleError(
-            f"the plan is for devices {list(plan.devices)} but the devices open are "
-            f"{list(devices)}; open the same devices in the same order, or plan again"
+            bytes_through_coordinator=int(
+                statistics.median(r.bytes_through_coordinator for r in runs)
+            ),
+            bytes_between_devices=int(statistics.median(r.bytes_between_devices for r in runs)),
+            compression_ratio=statistics.median(r.compression_ratio for r in runs),
         )

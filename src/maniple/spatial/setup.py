@@ -30,8 +30,8 @@ from maniple.cluster import ClusterSpec, open_cluster, parse_shorthand, with_lin
 from maniple.devices import DeviceHandle, ModelSpec
 from maniple.graph import LayerGraph, capture
 from maniple.spatial.cache import CostCache, ProfileKey
+from maniple.spatial.measured import fast_forward, reference_input
 from maniple.spatial.profiler import whole_spatial_span
-from maniple.spatial.session import fast_forward, reference_input
 from maniple.store import StoreFile, device_key
 
 WARM_UP_RUNS = 2

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import torch
 
@@ -25,58 +25,9 @@ from maniple.devices.timing import CallTiming
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
 from maniple.spatial.plan import SpatialPlan
+from maniple.spatial.runtimes.result import GroupRun, SpatialRun, check_runnable
 from maniple.spatial.schedule import COORDINATOR, Schedule, lower
 from maniple.tiling import stitch
-
-
-@dataclass(frozen=True)
-class GroupRun:
-    """One fused group as it ran: per-device timings and the group's counted time."""
-
-    group: tuple[int, int]
-    wall_ms: float
-    elapsed_ms: float
-    timings: tuple[CallTiming, ...]
-
-    @property
-    def overrun_ms(self) -> float:
-        return max((t.overrun_ms for t in self.timings), default=0.0)
-
-    @property
-    def device_ms(self) -> float:
-        """The slowest device's own time (board + link on an emulated board)."""
-        return max((t.device_ms for t in self.timings), default=0.0)
-
-
-@dataclass(frozen=True)
-class SpatialRun:
-    """A whole inference under a plan: output, latency and where the time went.
-
-    plan: the plan that was run (None when a schedule was run directly).
-    schedule: the steps that ran.
-    """
-
-    plan: SpatialPlan | None
-    output: torch.Tensor
-    latency_ms: float
-    tail_ms: float
-    groups: tuple[GroupRun, ...] = field(default_factory=tuple)
-    schedule: Schedule | None = None
-
-    @property
-    def overrun_ms(self) -> float:
-        """Real ms by which any board overran its dilated target (0 when the host kept up)."""
-        return sum(g.overrun_ms for g in self.groups)
-
-    @property
-    def device_ms(self) -> float:
-        """Sum over groups of the slowest device's own time: the boards' share of latency."""
-        return sum(g.device_ms for g in self.groups)
-
-    @property
-    def coordinator_ms(self) -> float:
-        """Everything else, real and undivided: coordinator work, calls, stitching, tail."""
-        return self.latency_ms - self.device_ms
 
 
 def _counted_ms(wall_ms: float, timings: list[CallTiming]) -> float:
@@ -150,26 +101,23 @@ def run_schedule(
         y = graph.tail_module(x) if run_tail else x
         tail_ms = (time.perf_counter() - t0) * 1e3
     latency = sum(g.elapsed_ms for g in groups) + tail_ms
-    return SpatialRun(None, y, latency, tail_ms, tuple(groups), schedule)
+    moved = schedule.bytes_by_link()
+    return SpatialRun(
+        None,
+        y,
+        latency,
+        tail_ms,
+        tuple(groups),
+        schedule,
+        bytes_through_coordinator=sum(moved.values()),
+    )
 
 
 def _check_star(
     schedule: Schedule, handles: Mapping[str, DeviceHandle], graph: LayerGraph, x: torch.Tensor
 ) -> None:
     """Refuse, before the clock starts, what this runtime cannot run as written."""
-    schedule.validate(graph)
-    missing = [d for d in schedule.devices if d not in handles]
-    if missing:
-        raise ManipleError(
-            f"the schedule uses devices {missing} that are not open; open: {sorted(handles)}"
-        )
-    shape = (1, *schedule.input_shape)
-    if tuple(x.shape) != shape or x.element_size() != schedule.bytes_per_element:
-        raise ManipleError(
-            f"input of shape {tuple(x.shape)} with {x.element_size()} bytes per element, but "
-            f"the schedule was lowered for {shape} with {schedule.bytes_per_element}; lower "
-            "the plan for this input"
-        )
+    check_runnable(schedule, handles, graph, x)
     for i, step in enumerate(schedule.steps):
         ok = (
             len(step.receive) == 1

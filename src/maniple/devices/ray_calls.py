@@ -1,0 +1,92 @@
+"""Calls in flight on Ray actors: a plain call, and a peer step whose pieces stay object
+references.
+
+Why apart from ray_backend: the session and the actor's life are one job, waiting on a
+call (pinging the actor meanwhile, so a dead board is named within its timeout) another.
+Ray is imported inside the methods, as in ray_backend, so importing this module never
+imports Ray.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from maniple.devices.handles import Call, StepCall, add_overhead
+from maniple.devices.remote_calls import CONTROL, POLL_S, Liveness
+from maniple.devices.step import Piece
+from maniple.devices.timing import CallTiming
+
+RayHandle = Any  # maniple.devices.ray_backend.RayHandle (which imports this module)
+
+
+class RayCall(Call[Any]):
+    """A call on a Ray actor. While waiting, the actor is pinged on its control group; if it
+    dies, or answers no ping for `timeout_s`, the call fails naming the device."""
+
+    def __init__(
+        self,
+        handle: RayHandle,
+        method: str,
+        ref: Any,
+        t0: float,
+        finish: Callable[[Any, float], Any] = add_overhead,
+    ) -> None:
+        self._handle, self.method, self._ref = handle, method, ref
+        self.device = handle.name
+        self._t0 = t0  # before the arguments were serialised
+        self._finish = finish
+        self._t_ready: float | None = None
+        ref.future().add_done_callback(lambda _future: self._mark_ready())
+
+    def _mark_ready(self) -> None:
+        self._t_ready = time.perf_counter()
+
+    def done(self) -> bool:
+        import ray
+
+        ready, _ = ray.wait([self._ref], timeout=0)
+        return bool(ready)
+
+    def result(self, timeout: float | None = None) -> Any:
+        import ray
+
+        h = self._handle
+        watch = Liveness(self.device, self.method, h.timeout_s, timeout, time.perf_counter())
+        ping_ref = None
+        while not ray.wait([self._ref], timeout=POLL_S)[0]:
+            now = time.perf_counter()
+            if ping_ref is not None and ray.wait([ping_ref], timeout=0)[0]:
+                h._get(ray, ping_ref, "ping")  # raises if the actor died
+                watch.last_alive, ping_ref = now, None
+            if ping_ref is None and watch.ping_due(now):
+                ping_ref = h._actor.ping.options(concurrency_group=CONTROL).remote()
+                watch.ping_sent = now
+            watch.check(now, h.pid)
+        value = h._get(ray, self._ref, self.method)
+        t_ready = self._t_ready or time.perf_counter()
+        return self._finish(value, (t_ready - self._t0) * 1e3)
+
+
+class RayStepCall(StepCall):
+    """A peer step on a Ray actor: the timing's call, and the pieces' object references."""
+
+    def __init__(self, handle: RayHandle, call: RayCall, refs: list[Any]) -> None:
+        self._handle, self._call, self.device = handle, call, handle.name
+        self.pieces = tuple(refs)
+
+    def result(self, timeout: float | None = None) -> CallTiming:
+        value = self._call.result(timeout)
+        # with nothing to send, the one return value is the whole (timing,) tuple
+        return value[0] if isinstance(value, tuple) else value
+
+    def values(self, timeout: float | None = None) -> list[Piece]:
+        self.result(timeout)
+        return list(self._handle._get(_ray(), list(self.pieces), "run_step"))
+
+
+def _ray() -> Any:
+    import ray
+
+    return ray

@@ -1,0 +1,129 @@
+"""What a spatial run is measured with and against: the seeded input, the boards' clock
+switch, the result of one search, and the check that a saved plan fits.
+
+Apart from the session so that the session holds only what it does (profile, plan, run)
+and a report or the CLI can read a result without the session's machinery.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from maniple.devices.handles import DeviceHandle
+from maniple.errors import ManipleError
+from maniple.graph import LayerGraph
+from maniple.spatial.costs import ProfilingSpent
+from maniple.spatial.plan import SpatialPlan
+
+
+@contextmanager
+def fast_forward(handles: Sequence[DeviceHandle], on: bool = True) -> Iterator[None]:
+    """Emulated boards skip their sleeps inside the block (profiling); others are unaffected."""
+    for h in handles:
+        h.set_fast_forward(on)
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.set_fast_forward(not on)
+
+
+def reference_input(graph: LayerGraph, seed: int = 0) -> torch.Tensor:
+    """The seeded image every spatial run measures and checks with (batch 1)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(1, *graph.input_shape, generator=gen)
+
+
+@dataclass(frozen=True)
+class SpatialResult:
+    """One search's plan, measured: what `maniple spatial --json` prints."""
+
+    network: str
+    search: str
+    plan: SpatialPlan
+    latencies_ms: tuple[float, ...]
+    single_device: str
+    single_device_ms: float
+    max_rel_error: float
+    profile: ProfilingSpent
+    fast_forward_ms: float | None = None
+    device_ms: float | None = None
+    candidates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    overrun_ms: float = 0.0
+    reused: tuple[str, ...] = ()
+    """Profiles read from the store instead of measured (speeds, costs, fss)."""
+    profiled: tuple[str, ...] = ()
+    """Profiles measured by this run (speeds, costs, fss); empty when nothing was."""
+    bytes_through_coordinator: int = 0
+    bytes_between_devices: int = 0
+    compression_ratio: float = 1.0
+    choice: str = ""
+    """Why this plan runs (the runtime and split chosen, or the single device)."""
+
+    @property
+    def latency_ms(self) -> float:
+        return statistics.median(self.latencies_ms)
+
+    @property
+    def speedup(self) -> float:
+        return self.single_device_ms / self.latency_ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "search": self.search,
+            "devices": list(self.plan.devices),
+            "flc": [list(g) for g in self.plan.flc],
+            "bands": [[list(b) for b in group] for group in self.plan.bands],
+            "predicted_ms": self.plan.predicted_ms,
+            "latency_ms": self.latency_ms,
+            "latencies_ms": list(self.latencies_ms),
+            "fast_forward_ms": self.fast_forward_ms,
+            "device_ms": self.device_ms,
+            "coordinator_ms": None if self.device_ms is None else self.latency_ms - self.device_ms,
+            "single_device": self.single_device,
+            "single_device_ms": self.single_device_ms,
+            "speedup": self.speedup,
+            "max_rel_error": self.max_rel_error,
+            "profile_seconds": self.profile.seconds,
+            "profile_runs": self.profile.runs,
+            "profile_bytes": self.profile.bytes,
+            "overrun_ms": self.overrun_ms,
+            "candidates": list(self.candidates),
+            "reused_profiles": list(self.reused),
+            "profiled_now": list(self.profiled),
+            "runtime": self.plan.runtime,
+            "bytes_through_coordinator": self.bytes_through_coordinator,
+            "bytes_between_devices": self.bytes_between_devices,
+            "compression_ratio": self.compression_ratio,
+            "choice": self.choice,
+        }
+
+
+def check_plan_fits(plan: SpatialPlan, graph: LayerGraph, devices: Sequence[str]) -> None:
+    """Refuse, with the reason, a plan made for another network, input or device set."""
+    plan.validate()
+    if plan.network != graph.name:
+        raise ManipleError(
+            f"the plan is for network {plan.network!r}, not {graph.name!r}; make a plan for "
+            f"{graph.name!r} with --save-plan, or run {plan.network!r}"
+        )
+    heights = tuple(u.out_shape[2] for u in graph.units)
+    if plan.unit_heights != heights:
+        raise ManipleError(
+            f"the plan's units have {list(plan.unit_heights)} output rows but {graph.name!r} "
+            f"at input {tuple(graph.input_shape)} has {list(heights)}: it was made for another "
+            "input shape or model version; pass the --input-shape it was made for, or plan again"
+        )
+    alone = plan.search == "single" and len(plan.devices) == 1 and plan.devices[0] in devices
+    if tuple(plan.devices) != tuple(devices) and not alone:
+        raise ManipleError(
+            f"the plan is for devices {list(plan.devices)} but the devices open are "
+            f"{list(devices)}; open the same devices in the same order, or plan again"
+        )

@@ -1,0 +1,249 @@
+"""Run a peer schedule for real: halo rows device to device, the coordinator off the path.
+
+A plan is lowered with `maniple.spatial.schedule_peer.lower_peer`; this module executes the
+steps and decides no rows or bytes. Every step of every group is submitted at once: each
+device's call for group g takes, as arguments, the tokens of the pieces its peers' group
+g-1 calls will return (Ray object references, or futures for devices of this process), so
+the pieces move worker to worker as soon as they exist and this process touches only the
+input it scatters and the last bands it gathers.
+
+Time is counted on a critical path of steps, since groups no longer start together. A
+step ends, counted, at the counted end of the step that released it last (its own
+previous step or the sender of its last piece) plus the real gap before it started (Ray's
+dispatch and object transfer, undivided) plus its own device time (the board's dilated
+time divided by the dilation). The latency is the last such end plus the real time until
+the coordinator held every band, plus stitching and the tail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from maniple.devices.handles import DeviceHandle, StepCall
+from maniple.devices.step import StepOrder, make_piece
+from maniple.devices.timing import CallTiming
+from maniple.devices.wire import from_wire
+from maniple.devices.wire_codec import unpack
+from maniple.errors import ManipleError
+from maniple.graph import LayerGraph
+from maniple.spatial.runtimes.result import GroupRun, SpatialRun, check_runnable
+from maniple.spatial.schedule import COORDINATOR, INPUT, Schedule, Step
+from maniple.tiling import stitch
+
+StepKey = tuple[int, str]  # (group, device)
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A step as it ran: its timing and its counted end and device time (ms from start)."""
+
+    timing: CallTiming
+    counted_end_ms: float
+    device_path_ms: float
+    gap_ms: float
+
+
+def step_orders(schedule: Schedule, compress: bool) -> dict[StepKey, StepOrder]:
+    """Each step's order: what it holds, receives, runs and hands on, from the schedule."""
+    orders: dict[StepKey, StepOrder] = {}
+    prev_out: dict[str, tuple[int, tuple[int, int]]] = {}  # device -> (unit, rows) it keeps
+    groups = schedule.groups
+    for g in range(len(groups)):
+        nxt = schedule.group_steps(g + 1) if g + 1 < len(groups) else ()
+        steps = schedule.group_steps(g)
+        for step in steps:
+            run, dev = step.run, step.device
+            own = None
+            kept = prev_out.get(dev)
+            if kept is not None and kept[0] == run.first - 1:
+                lo, hi = max(kept[1][0], run.in_rows[0]), min(kept[1][1], run.in_rows[1])
+                own = (lo, hi) if lo < hi else None
+            sends = [(t.dest, t.rows) for s in nxt for t in s.receive if t.source == dev]
+            sends += [(t.dest, t.rows) for t in step.send]
+            orders[(g, dev)] = StepOrder(
+                run.first,
+                run.last,
+                run.out_rows,
+                run.in_rows,
+                own,
+                tuple(t.source for t in step.receive),
+                tuple(t.rows for t in step.receive),
+                tuple(d for d, _ in sends),
+                tuple(r for _, r in sends),
+                concurrent=len(steps),
+                compress=compress,
+            )
+        for step in steps:
+            prev_out[step.device] = (step.run.last, step.run.out_rows)
+    return orders
+
+
+def check_peer(
+    schedule: Schedule, handles: Mapping[str, DeviceHandle], graph: LayerGraph, x: torch.Tensor
+) -> None:
+    """Refuse, before the clock starts, what this runtime cannot run as written."""
+    check_runnable(schedule, handles, graph, x)
+    kinds = {handles[d].transport for d in schedule.devices}
+    if len(kinds) != 1 or kinds & {"none"}:
+        raise ManipleError(
+            f"the peer runtime moves pieces between devices of one transport, but these "
+            f"devices use {sorted(kinds)} ({', '.join(schedule.devices)}); use --runtime star "
+            "for a mix of local and Ray devices"
+        )
+    last = len(schedule.groups) - 1
+    for i, step in enumerate(schedule.steps):
+        bad = [t for t in step.receive if (t.source == COORDINATOR) != (t.unit == INPUT)]
+        bad += [t for t in step.send if t.dest != COORDINATOR or step.group != last]
+        if bad:
+            raise ManipleError(
+                f"step {i} (group {step.group}, device {step.device}) moves rows "
+                f"{bad[0].source!r} -> {bad[0].dest!r}: under the peer runtime only the "
+                "network input comes from the coordinator and only the last group's bands go "
+                "back to it; run this schedule on the star runtime"
+            )
+    if schedule.tail.device != COORDINATOR:
+        raise ManipleError("the peer runtime runs the tail on the coordinator")
+
+
+def run_peer_schedule(
+    schedule: Schedule,
+    handles: Mapping[str, DeviceHandle],
+    graph: LayerGraph,
+    x: torch.Tensor,
+    *,
+    compress: bool = False,
+    run_tail: bool = True,
+) -> SpatialRun:
+    """Execute a peer `schedule` on `handles` (by device name) for input `x`; see the
+    module docstring. `compress` encodes every piece losslessly where that is smaller."""
+    check_peer(schedule, handles, graph, x)
+    orders = step_orders(schedule, compress)
+    steps = list(schedule.steps)
+    calls: dict[StepKey, StepCall] = {}
+    tokens: dict[tuple[int, str, str, tuple[int, int]], Any] = {}
+    raw = 0
+    _wire_bytes(handles, schedule.devices)  # start the links' counters from zero
+    with torch.no_grad():
+        t0 = time.time()
+        for step in steps:
+            key, order = (step.group, step.device), orders[(step.group, step.device)]
+            pieces = []
+            for t in step.receive:
+                raw += t.bytes
+                if t.source == COORDINATOR:
+                    band = x[:, :, t.rows[0] : t.rows[1]]
+                    # the input is not post-ReLU: few exact zeros, so it goes raw
+                    pieces.append(make_piece(COORDINATOR, t.rows, band, False))
+                else:
+                    pieces.append(tokens[(step.group - 1, t.source, step.device, t.rows)])
+            call = handles[step.device].submit_step(order, pieces)
+            calls[key] = call
+            for token, dest, rows in zip(call.pieces, order.dests, order.send_rows, strict=True):
+                tokens[(step.group, step.device, dest, rows)] = token
+        last = len(schedule.groups) - 1
+        tail_steps = schedule.group_steps(last)
+        try:
+            bands = [calls[(last, s.device)].values() for s in tail_steps]
+            t_gathered = time.time()
+            timings = {k: c.result() for k, c in calls.items()}
+        except ManipleError as exc:
+            raise _name_the_dead(handles, schedule.devices, exc) from exc
+        t1 = time.perf_counter()
+        parts = [from_wire(unpack(p.data)) for pieces in bands for p in pieces]
+        raw += sum(t.bytes for s in tail_steps for t in s.send)
+        y = stitch(parts)
+        stitch_ms = (time.perf_counter() - t1) * 1e3
+        t1 = time.perf_counter()
+        y = graph.tail_module(y) if run_tail else y
+        tail_ms = (time.perf_counter() - t1) * 1e3
+    done = _critical_path(steps, timings, t0)
+    ends = [done[(s.group, s.device)] for s in tail_steps]
+    crit = max(ends, key=lambda d: d.counted_end_ms)
+    gather_gap = max(0.0, (t_gathered - max(d.timing.end_s for d in ends)) * 1e3)
+    latency = crit.counted_end_ms + gather_gap + stitch_ms + tail_ms
+    wire = _wire_bytes(handles, schedule.devices)
+    return SpatialRun(
+        None,
+        y,
+        latency,
+        tail_ms,
+        _groups(schedule, done),
+        schedule,
+        runtime="peer",
+        bytes_through_coordinator=wire[0],
+        bytes_between_devices=wire[1],
+        raw_bytes=raw,
+        critical_device_ms=crit.device_path_ms,
+        gaps_ms=tuple(d.gap_ms for d in done.values()),
+        gather_ms=gather_gap + stitch_ms,
+    )
+
+
+def _critical_path(
+    steps: Sequence[Step], timings: Mapping[StepKey, CallTiming], t0: float
+) -> dict[StepKey, _Done]:
+    """Each step's counted end and the device time along the path that released it."""
+    done: dict[StepKey, _Done] = {}
+    last_of: dict[str, StepKey] = {}
+    for step in steps:
+        key, timing = (step.group, step.device), timings[(step.group, step.device)]
+        deps = [done[last_of[step.device]]] if step.device in last_of else []
+        deps += [done[(step.group - 1, t.source)] for t in step.receive if t.source != COORDINATOR]
+        if deps:
+            gate = max(deps, key=lambda d: d.timing.end_s)
+            base, path, released = gate.counted_end_ms, gate.device_path_ms, gate.timing.end_s
+        else:
+            base, path, released = 0.0, 0.0, t0
+        gap_ms = max(0.0, (timing.start_s - released) * 1e3)
+        own = timing.device_ms
+        done[key] = _Done(timing, base + gap_ms + own, path + own, gap_ms)
+        last_of[step.device] = key
+    return done
+
+
+def _groups(schedule: Schedule, done: Mapping[StepKey, _Done]) -> tuple[GroupRun, ...]:
+    """Per group: its timings, its real span, and how far it moved the counted clock."""
+    out, before = [], 0.0
+    for g, units in enumerate(schedule.groups):
+        ds = [done[(s.group, s.device)] for s in schedule.group_steps(g)]
+        wall = (max(d.timing.end_s for d in ds) - min(d.timing.start_s for d in ds)) * 1e3
+        end = max(d.counted_end_ms for d in ds)
+        out.append(GroupRun(units, wall, max(0.0, end - before), tuple(d.timing for d in ds)))
+        before = max(before, end)
+    return tuple(out)
+
+
+def _wire_bytes(handles: Mapping[str, DeviceHandle], devices: Sequence[str]) -> tuple[int, int]:
+    """(bytes through the coordinator, bytes between devices) by the links' own counters,
+    which are reset as they are read."""
+    coordinator = between = 0
+    for name in devices:
+        counts = handles[name].link_bytes(reset=True)
+        coordinator += counts["received"].get(COORDINATOR, 0) + counts["sent"].get(COORDINATOR, 0)
+        between += sum(b for peer, b in counts["received"].items() if peer != COORDINATOR)
+    return coordinator, between
+
+
+def _name_the_dead(
+    handles: Mapping[str, DeviceHandle], devices: Sequence[str], exc: ManipleError
+) -> ManipleError:
+    """The error of a failed run, naming the devices that no longer answer (a step whose
+    peer died fails too; the dead one is what the user must drop)."""
+    dead = []
+    for name in devices:
+        try:
+            handles[name]._submit("ping").result(timeout=5.0)
+        except ManipleError:
+            dead.append(name)
+    if not dead:
+        return exc
+    return ManipleError(
+        f"device{'s' if len(dead) > 1 else ''} {', '.join(map(repr, dead))} stopped answering "
+        f"during the peer run ({exc}); drop {'them' if len(dead) > 1 else 'it'} from the "
+        "cluster and plan again"
+    )
