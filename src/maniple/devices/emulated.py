@@ -45,7 +45,7 @@ _SLOTS = CpuSlots()
 
 
 class ComputeTimes(NamedTuple):
-    board_ms: float
+    board_ms: float | None  # None: a real device, which has no board time
     compute_ms: float
     cpu_ms: float
     overrun_ms: float

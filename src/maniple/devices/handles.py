@@ -188,6 +188,21 @@ class DeviceHandle(ABC):
         return f"<{type(self).__name__} {self.name}>"
 
 
+def local_result(
+    future: Future[tuple[Any, float]], device: str, method: str, timeout: float | None
+) -> tuple[Any, float]:
+    """(value, caller ms) of a call on a local device's thread; a ManipleError naming the
+    device on failure or timeout."""
+    try:
+        return future.result(timeout)
+    except FutureTimeout:
+        raise ManipleError(
+            f"device {device!r}: {method} gave no result within {timeout:g} s"
+        ) from None
+    except Exception as exc:
+        raise device_error(device, method, exc) from exc
+
+
 class StepCall(ABC):
     """A peer step in flight: its timing, and tokens for the pieces it will return (one per
     destination of its order) to hand to other devices' steps without waiting."""
@@ -220,14 +235,7 @@ class LocalStepCall(StepCall):
         self.pieces = tuple(LocalPiece(future, i + 1) for i in range(n_out))
 
     def result(self, timeout: float | None = None) -> CallTiming:
-        try:
-            value, caller_ms = self._future.result(timeout)
-        except FutureTimeout:
-            raise ManipleError(
-                f"device {self.device!r}: run_step gave no result within {timeout:g} s"
-            ) from None
-        except Exception as exc:
-            raise device_error(self.device, "run_step", exc) from exc
+        value, caller_ms = local_result(self._future, self.device, "run_step", timeout)
         return value[0].with_overhead(caller_ms)
 
     def values(self, timeout: float | None = None) -> list[Piece]:
@@ -245,14 +253,7 @@ class LocalCall(Call[T]):
         return self._future.done()
 
     def result(self, timeout: float | None = None) -> T:
-        try:
-            value, caller_ms = self._future.result(timeout)
-        except FutureTimeout:
-            raise ManipleError(
-                f"device {self.device!r}: {self.method} gave no result within {timeout:g} s"
-            ) from None
-        except Exception as exc:
-            raise device_error(self.device, self.method, exc) from exc
+        value, caller_ms = local_result(self._future, self.device, self.method, timeout)
         return add_overhead(value, caller_ms)
 
 

@@ -98,11 +98,6 @@ class Piece:
     def wire_bytes(self) -> int:
         return self.size if self.size >= 0 else wire_nbytes(self.data)
 
-    @property
-    def raw_bytes(self) -> int:
-        d = self.data
-        return d.raw_nbytes if isinstance(d, EncodedRows) else int(d.nbytes)
-
 
 def make_piece(
     source: str, rows: Band, t: torch.Tensor, compress: bool, up_ms: float = 0.0

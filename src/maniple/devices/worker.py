@@ -17,13 +17,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from maniple.devices.emulated import BoardClock
+from maniple.devices.emulated import BoardClock, ComputeTimes
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec, parse_device
 from maniple.devices.step import (
@@ -45,6 +45,7 @@ from maniple.precision import strict_fp32
 __all__ = ["Worker", "from_wire", "to_wire"]
 
 SpanKey = tuple[int, int, tuple[int, int], tuple[int, ...]]
+T = TypeVar("T")
 
 
 class Worker:
@@ -270,33 +271,10 @@ class Worker:
                     _synchronize(self.device)
                     return out
 
-            if clock is not None:
-                (y, out), times = clock.compute(compute, self._network, key, self._fastest)
-                board_ms, compute_ms, cpu_ms, overrun_ms, queue_ms = times
-            else:
-                c0, t0 = time.thread_time(), time.perf_counter()
-                y, out = compute()
-                cpu_ms = (time.thread_time() - c0) * 1e3
-                compute_ms = (time.perf_counter() - t0) * 1e3
-                board_ms, overrun_ms, queue_ms = None, 0.0, 0.0
+            (y, out), times = self._measure(compute, key)
             self._held = (order.last, order.out_rows, y)
             out, out_ms = charge_out(clock, order, out, self._link_bytes)
-            timing = CallTiming(
-                device=name,
-                op="step",
-                wall_ms=(time.perf_counter() - w0) * 1e3,
-                compute_ms=compute_ms,
-                cpu_ms=cpu_ms,
-                board_ms=board_ms,
-                link_ms=link_ms + out_ms,
-                overrun_ms=overrun_ms,
-                queue_ms=queue_ms,
-                dilation=clock.dilation if clock else 1.0,
-                fast_forward=bool(clock and clock.fast_forward),
-                start_s=start,
-                end_s=time.time(),
-                pid=os.getpid(),
-            )
+            timing = self._timing("step", times, link_ms + out_ms, start, w0)
             if self.numpy_out:  # after the clock, as fetch is before it
                 out = share(out, order.dests)
             return (timing, *out)
@@ -370,31 +348,39 @@ class Worker:
                     _synchronize(self.device)
                     return y.to("cpu")
 
-            if clock is not None:
-                y, times = clock.compute(compute, self._network, key, self._fastest)
-                board_ms, compute_ms, cpu_ms, overrun_ms, queue_ms = times
-            else:
-                c0, t0 = time.thread_time(), time.perf_counter()
-                y = compute()
-                cpu_ms = (time.thread_time() - c0) * 1e3
-                compute_ms = (time.perf_counter() - t0) * 1e3
-                board_ms, overrun_ms, queue_ms = None, 0.0, 0.0
+            y, times = self._measure(compute, key)
             if clock is not None and link:
                 link_ms += clock.link(y.numel() * y.element_size(), concurrent)
-            timing = CallTiming(
-                device=self.spec.name,
-                op=op,
-                wall_ms=(time.perf_counter() - w0) * 1e3,
-                compute_ms=compute_ms,
-                cpu_ms=cpu_ms,
-                board_ms=board_ms,
-                link_ms=link_ms,
-                overrun_ms=overrun_ms,
-                queue_ms=queue_ms,
-                dilation=clock.dilation if clock else 1.0,
-                fast_forward=bool(clock and clock.fast_forward),
-                start_s=start,
-                end_s=time.time(),
-                pid=os.getpid(),
-            )
+            timing = self._timing(op, times, link_ms, start, w0)
             return (to_wire(y) if self.numpy_out else y), timing
+
+    def _measure(self, compute: Callable[[], T], key: Hashable) -> tuple[T, ComputeTimes]:
+        """Run `compute` on the board's clock (emulated), or timed as it runs (real)."""
+        if self.clock is not None:
+            return self.clock.compute(compute, self._network, key, self._fastest)
+        c0, t0 = time.thread_time(), time.perf_counter()
+        out = compute()
+        cpu_ms = (time.thread_time() - c0) * 1e3
+        return out, ComputeTimes(None, (time.perf_counter() - t0) * 1e3, cpu_ms, 0.0, 0.0)
+
+    def _timing(
+        self, op: str, times: ComputeTimes, link_ms: float, start: float, w0: float
+    ) -> CallTiming:
+        """The timing of a call that started at `start` (time.time) / `w0` (perf_counter)."""
+        clock = self.clock
+        return CallTiming(
+            device=self.spec.name,
+            op=op,
+            wall_ms=(time.perf_counter() - w0) * 1e3,
+            compute_ms=times.compute_ms,
+            cpu_ms=times.cpu_ms,
+            board_ms=times.board_ms,
+            link_ms=link_ms,
+            overrun_ms=times.overrun_ms,
+            queue_ms=times.queue_ms,
+            dilation=clock.dilation if clock else 1.0,
+            fast_forward=bool(clock and clock.fast_forward),
+            start_s=start,
+            end_s=time.time(),
+            pid=os.getpid(),
+        )

@@ -29,7 +29,7 @@ from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
 from maniple.spatial.bands import band_bytes, peer_sources, split_output, step_rows
 from maniple.spatial.costs import LegionCosts
-from maniple.spatial.flc import best_flc, wildcard_candidate
+from maniple.spatial.flc import best_flc, layerwise, one_group, wildcard_candidate
 from maniple.spatial.plan import SpatialPlan
 from maniple.spatial.planners import plan_with_matrix
 
@@ -155,9 +155,9 @@ def plan_peer(
     if search in ("legion", "legion-wildcard"):
         flc, _ = best_flc(T)
     elif search == "layerwise":
-        flc = tuple((k, k) for k in range(n))
+        flc = layerwise(n)
     elif search == "one-group":
-        flc = ((0, n - 1),)
+        flc = one_group(n)
     else:
         raise ManipleError(
             f"search {search!r} has no peer prediction; use legion, legion-wildcard, "
