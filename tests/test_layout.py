@@ -22,6 +22,7 @@ BASE = {
     "maniple.errors": 0,
     "maniple.jsonio": 0,
     "maniple.precision": 0,
+    "maniple.spread": 0,
     "maniple.zoo": 1,
     "maniple.graph": 2,
     "maniple.tiling": 3,

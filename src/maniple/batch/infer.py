@@ -33,6 +33,7 @@ from maniple.cluster import ClusterSpec
 from maniple.devices import ModelSpec
 from maniple.errors import ManipleError, UnknownNameError
 from maniple.precision import strict_fp32, tf32_enabled
+from maniple.spread import check_repeats, speedup_verdict, spread_json
 
 DEFAULT_MIN_GAIN = 0.03
 TOLERANCE = 1e-4  # max abs error relative to the output's scale (fp32), see DESIGN.md
@@ -62,11 +63,10 @@ class InferOptions:
             )
         if self.planner not in PLANNERS:
             raise UnknownNameError("planner", self.planner, PLANNERS)
-        if self.repeats < 1 or self.warmup < 0 or self.profile_repeats < 1:
-            raise ManipleError(
-                f"need --repeats >= 1, warm-up >= 0 and profile repeats >= 1; got "
-                f"{self.repeats}, {self.warmup}, {self.profile_repeats}"
-            )
+        check_repeats(self.repeats, "--repeats")
+        check_repeats(self.profile_repeats, "--profile-repeats")
+        if self.warmup < 0:
+            raise ManipleError(f"warm-up runs must be >= 0, got {self.warmup}")
         if not 0 <= self.min_gain < 1:
             raise ManipleError(
                 f"--min-gain is a fraction in [0, 1) (0.03 = 3%), got {self.min_gain!r}"
@@ -103,9 +103,27 @@ class InferResult:
         return self.single.plan.best_single_device
 
     @property
+    def same_as_single(self) -> bool:
+        """Whether the plan that ran is the baseline itself (all images on the best unit)."""
+        shares = {d: n for d, n in self.plan.shares.items() if n}
+        return shares == {d: n for d, n in self.single.plan.shares.items() if n}
+
+    @property
     def speedup(self) -> float:
-        """Measured: the best single unit alone over the split, same batch, same process."""
+        """Measured: the best single unit alone over the split, same batch, same process;
+        exactly 1.0 when the plan is that unit alone (any other figure would be noise)."""
+        if self.same_as_single:
+            return 1.0
         return self.single.measured_ms / self.run.measured_ms
+
+    @property
+    def speedup_verdict(self) -> str:
+        """'same plan', 'within noise', 'faster' or 'slower' (maniple.spread)."""
+        return speedup_verdict(
+            [r.measured_ms for r in self.single_runs],
+            [r.measured_ms for r in self.runs],
+            same_plan=self.same_as_single,
+        )
 
     @property
     def ideal_ms(self) -> float:
@@ -140,6 +158,9 @@ class InferResult:
             "single_device_ms": single.measured_ms,
             "single_runs_ms": [r.measured_ms for r in self.single_runs],
             "speedup": self.speedup,
+            "speedup_verdict": self.speedup_verdict,
+            "runs_spread_ms": spread_json([r.measured_ms for r in self.runs]),
+            "single_runs_spread_ms": spread_json([r.measured_ms for r in self.single_runs]),
             "predicted_speedup": self.plan.predicted_speedup,
             "ideal_ms": self.ideal_ms,
             "fraction_of_ideal": self.fraction_of_ideal,
@@ -216,6 +237,9 @@ def infer(
     model = ModelSpec(options.network, seed=options.seed, input_shape=options.input_shape)
     shape = model_input_shape(model)
     sizes = options.sizes if options.sizes is not None else profile_sizes(options.batch)
+    from maniple.devices.host_limits import check_infer  # limits before any device opens
+
+    check_infer(cluster.devices, model, shape, options.batch, sizes, cluster.ray_address)
     if any(d.kind == "cuda" for d in cluster.devices):
         strict_fp32()
     with profiled_cluster(

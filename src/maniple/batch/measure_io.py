@@ -72,8 +72,14 @@ def io_sizes(batch: int, max_batch: int | None = None, inc: int = 0) -> list[int
 def output_shape(model: ModelSpec, input_shape: tuple[int, int, int]) -> tuple[int, ...]:
     """The shape of one image's output (without the batch dimension), from one CPU run."""
     built = model.build()
-    with torch.inference_mode():
-        y = built.module(torch.zeros((1, *input_shape)))
+    try:
+        with torch.inference_mode():
+            y = built.module(torch.zeros((1, *input_shape)))
+    except RuntimeError as exc:
+        raise ManipleError(
+            f"{model.network} does not run on an input of {'x'.join(map(str, input_shape))}: "
+            f"{str(exc).splitlines()[0]}; give a larger --input-shape"
+        ) from None
     return tuple(y.shape[1:])
 
 

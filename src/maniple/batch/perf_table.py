@@ -286,9 +286,14 @@ def load_table(path: str | Path) -> PerfTable:
     """Read one table file, in our JSON format or the study's."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ManipleError(f"cannot read perf table {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ManipleError(
+            f"{path}: not a perf table (not UTF-8 text; a profile store is imported with "
+            "--profile-db, a table is a JSON file from `maniple table export`)"
+        ) from None
     try:
         return PerfTable.from_json(text)
     except ManipleError as exc:

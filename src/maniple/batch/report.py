@@ -13,6 +13,7 @@ from rich.table import Table
 
 from maniple.batch.infer import TOLERANCE, InferResult
 from maniple.batch.measure_io import IoMeasurement
+from maniple.spread import Spread, verdict_note
 
 
 def unit_table(result: InferResult) -> Table:
@@ -35,13 +36,16 @@ def summary_lines(result: InferResult) -> list[str]:
     """The makespan, the speedup over the best single unit, the fraction of the ideal,
     the output check, and anything the reader must know to trust the numbers."""
     run, single = result.run, result.single
-    runs = ", ".join(f"{r.measured_ms:.1f}" for r in result.runs)
+    split_spread = Spread.of([r.measured_ms for r in result.runs])
+    single_spread = Spread.of([r.measured_ms for r in result.single_runs])
     lines = [
         f"makespan: predicted {result.plan.makespan_ms:.1f} ms, measured {run.measured_ms:.1f} ms "
-        f"(median of {len(result.runs)} runs: {runs})",
+        f"({len(result.runs)} runs: {split_spread})",
         f"best single unit: {result.single_device} alone, predicted "
-        f"{single.plan.makespan_ms:.1f} ms, measured {single.measured_ms:.1f} ms",
-        f"speedup over {result.single_device} alone: {result.speedup:.2f}x measured, "
+        f"{single.plan.makespan_ms:.1f} ms, measured {single.measured_ms:.1f} ms "
+        f"({len(result.single_runs)} runs: {single_spread})",
+        f"speedup over {result.single_device} alone: {result.speedup:.2f}x measured "
+        f"({verdict_note(result.speedup_verdict, result.single_device)}), "
         f"{result.plan.predicted_speedup:.2f}x predicted",
         f"ideal (batch over the units' summed throughput): {result.ideal_ms:.1f} ms; "
         f"this run reaches {result.fraction_of_ideal:.0%} of it",

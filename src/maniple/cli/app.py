@@ -5,24 +5,34 @@ puts them together."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from maniple.cli.boundary import EXIT_CODES_HELP
 from maniple.errors import ManipleError
 
 app = typer.Typer(
     help="Run one network's inference on devices that differ in speed, faster than any alone.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console()
 err_console = Console(stderr=True)
+_document: TextIO | None = None  # the real stdout while a --json command runs
+
+
+def set_document_stream(stream: TextIO | None) -> None:
+    """Where `print_json` writes (the boundary's saved stdout); None: sys.stdout."""
+    global _document
+    _document = stream
 
 
 def print_json(data: Any) -> None:
@@ -37,7 +47,40 @@ def print_json(data: Any) -> None:
             f"the result holds a non-finite number ({exc}); it cannot be written as JSON. "
             "This is a bug: please report it with the command you ran"
         ) from None
-    sys.stdout.write(text + "\n")
+    out = _document if _document is not None else sys.stdout
+    out.write(text + "\n")
+    out.flush()
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Fail before any work when the file `path` cannot be written, so that a finished
+    run is never lost to a bad output path."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not parent.is_dir():
+        raise ManipleError(
+            f"{option} {str(path)!r}: {'is a directory' if path.is_dir() else 'no such folder'}"
+            "; give a file path in an existing folder"
+        )
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise ManipleError(
+            f"{option} {str(path)!r} cannot be written (permission denied); "
+            "give a path you can write to"
+        )
+
+
+def check_writable_dir(path: Path, option: str) -> None:
+    """Fail before any work when the folder `path` cannot be made or written (it is made
+    now: the work would make it anyway)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK)
+    except OSError as exc:
+        raise ManipleError(
+            f"{option} {str(path)!r} cannot be made ({exc.strerror}); give a folder you can "
+            "write to"
+        ) from None
+    if not writable:
+        raise ManipleError(f"{option} {str(path)!r} is read-only; give a folder you can write to")
 
 
 def progress_bar() -> Progress:
@@ -66,3 +109,14 @@ ProfileDbOpt = Annotated[
     ),
 ]
 """The `--profile-db` option every command that keeps measurements shares."""
+
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        help="Seconds a device may stay silent (dead, stopped or hung) before the run stops "
+        "with an error naming it.",
+    ),
+]
+"""The `--timeout` option of every command that waits for devices."""
+DEFAULT_TIMEOUT_S = 30.0

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from maniple.cli.app import ProfileDbOpt
+from maniple.cli.app import DEFAULT_TIMEOUT_S, ProfileDbOpt, TimeoutOpt
 from maniple.errors import ManipleError
+from maniple.spread import check_repeats
 
 if TYPE_CHECKING:
     from maniple.cluster import ClusterSpec
@@ -54,7 +55,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 
 
 def _cluster_spec(
-    device: list[str] | None, emulate: str | None, cluster: Path | None, dilation: float | None
+    device: list[str] | None,
+    emulate: str | None,
+    cluster: Path | None,
+    dilation: float | None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> ClusterSpec:
     """The run's devices from the shorthands or a file; every local device checked present
     (an unknown or absent one fails here, listing the present ones)."""
@@ -62,6 +67,7 @@ def _cluster_spec(
 
     from maniple.cli.app import split_names
     from maniple.cluster import load_cluster, parse_shorthand
+    from maniple.cluster.checks import check_timeout
     from maniple.devices import check_present
 
     names = ",".join(split_names(device) or [])
@@ -71,8 +77,10 @@ def _cluster_spec(
         spec = load_cluster(cluster)
         if dilation is not None:
             spec = dataclasses.replace(spec, dilation=dilation)
+        if timeout_s != DEFAULT_TIMEOUT_S:  # the file's timeout_s unless --timeout is given
+            spec = dataclasses.replace(spec, timeout_s=check_timeout(timeout_s, "--timeout"))
     else:
-        spec = parse_shorthand(names or None, emulate, dilation=dilation)
+        spec = parse_shorthand(names or None, emulate, dilation=dilation, timeout_s=timeout_s)
     for d in spec.devices:
         check_present(d)
     return spec
@@ -86,7 +94,7 @@ def _shape(text: str | None) -> tuple[int, int, int] | None:
 
 def register(app: typer.Typer) -> None:
     """Add this file's commands to the main app."""
-    from maniple.cli.app import console, err_console, print_json
+    from maniple.cli.app import check_writable, console, err_console, print_json
 
     @app.command("infer")
     def infer_command(
@@ -132,6 +140,7 @@ def register(app: typer.Typer) -> None:
                 "faster (0.03 = 3%)."
             ),
         ] = 0.03,
+        timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Profile each device, split a batch across them, run it, and compare with the
         best single device alone on the same batch."""
@@ -160,19 +169,30 @@ def register(app: typer.Typer) -> None:
             profile_budget_s=profile_budget,
             min_gain=min_gain,
         ).validate()
-        spec = _cluster_spec(device, emulate, cluster, dilation)
+        if timeline is not None:
+            check_writable(timeline, "--timeline")
+        spec = _cluster_spec(device, emulate, cluster, dilation, timeout)
         with ProfileStore(profile_db) as store:
             result = infer(spec, store, options, console=err_console)
-        if timeline is not None:
-            plot_timeline(result.run, timeline, result.single)
+        # The result first, the figure second: a figure that fails never costs the report.
         if json_out:
             print_json(result.to_json())
         else:
             console.print(unit_table(result))
             for line in summary_lines(result):
                 console.print(line, highlight=False, markup=False, soft_wrap=True)
-            if timeline is not None:
-                console.print(f"timeline written to {timeline}", highlight=False)
+        figure_failed = False
+        if timeline is not None:
+            try:
+                plot_timeline(result.run, timeline, result.single)
+                err_console.print(f"timeline written to {timeline}", highlight=False)
+            except (OSError, ValueError, RuntimeError) as exc:
+                figure_failed = True
+                err_console.print(
+                    f"[bold red]error:[/] the timeline could not be written to {timeline} "
+                    f"({type(exc).__name__}: {exc}); the result above is complete",
+                    highlight=False,
+                )
         if check and not result.ok:
             err_console.print(
                 f"[bold red]check failed:[/] the split's output differs from "
@@ -181,6 +201,8 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
             )
             raise typer.Exit(1)
+        if figure_failed:
+            raise typer.Exit(2)
 
     @app.command("measure-io")
     def measure_io_command(
@@ -197,6 +219,7 @@ def register(app: typer.Typer) -> None:
         input_shape: InputShapeOpt = None,
         profile_db: ProfileDbOpt = None,
         json_out: JsonOpt = False,
+        timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Time moving a batch to a device and its output back, per batch size (the
         study's measure_io.py); results are kept in the profile store."""
@@ -205,18 +228,22 @@ def register(app: typer.Typer) -> None:
         from maniple.batch.profile_cluster import table_network
         from maniple.batch.report import io_table
         from maniple.batch.store import ProfileStore
+        from maniple.cluster.checks import check_timeout
         from maniple.devices import ModelSpec, open_device, resolve_device
         from maniple.store import device_key
 
         sizes = io_sizes(batch, max_batch, inc)
-        if repeats < 1:
-            raise ManipleError(f"--repeats must be >= 1, got {repeats}")
+        timeout_s = check_timeout(timeout, "--timeout")
+        check_repeats(repeats, "--repeats")
         spec = resolve_device(device)
         model = ModelSpec(network, input_shape=_shape(input_shape))
         shape = model_input_shape(model)
+        from maniple.devices.host_limits import check_input_shape
+
+        check_input_shape(shape, max(sizes))  # the largest batch must fit this host
         with ProfileStore(profile_db) as store:
             out_shape = output_shape(model, shape)
-            with open_device(spec, fast_forward=True) as handle:
+            with open_device(spec, fast_forward=True, timeout_s=timeout_s) as handle:
                 results = measure_io(handle, sizes, shape, out_shape, repeats=repeats)
                 key = device_key(handle)
             name = table_network(model, shape)

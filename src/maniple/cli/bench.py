@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from maniple.cli.app import DEFAULT_TIMEOUT_S, TimeoutOpt
 from maniple.errors import ManipleError
+from maniple.spread import check_repeats
 
 bench_app = typer.Typer(
     help="Benchmarks that reproduce the seed studies; results in docs/results/."
@@ -16,7 +18,7 @@ bench_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     """Add `bench` and its commands to the main app."""
-    from maniple.cli.app import console
+    from maniple.cli.app import check_writable_dir, console
 
     app.add_typer(bench_app, name="bench")
 
@@ -38,6 +40,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(help="Runtimes to measure: star, or star,peer (both side by side)."),
         ] = "star",
+        timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Reproduce Legion's results on emulated boards: speedup of FSS, Legion and
         Legion+Wild Card for Firefly, Odroid and mixed sets, and profiling time."""
@@ -52,5 +55,9 @@ def register(app: typer.Typer) -> None:
                 "every row is compared with)"
             )
         nets = [n.strip() for n in networks.split(",") if n.strip()]
-        path = run_legion_bench(nets, chosen, repeats, link_mbps, out, console, wanted)
+        check_repeats(repeats, "--repeats")
+        check_writable_dir(out, "--out")
+        path = run_legion_bench(
+            nets, chosen, repeats, link_mbps, out, console, wanted, timeout_s=timeout
+        )
         console.print(f"wrote {path}")

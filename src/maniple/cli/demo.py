@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from maniple.cli.app import DEFAULT_TIMEOUT_S, TimeoutOpt
+
 
 def register(app: typer.Typer) -> None:
     """Add `demo` to the main app."""
@@ -26,6 +28,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option(help="Emulated Firefly-RK3399 boards for the spatial split.")
         ] = 3,
         network: Annotated[str, typer.Option(help="Network for the spatial split.")] = "vgg-16",
+        timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Run the embedded default: exact splits, a batch split and a Legion split."""
         from maniple.batch.infer import InferOptions, infer
@@ -47,7 +50,9 @@ def register(app: typer.Typer) -> None:
             )
 
         console.rule("2. Batch split over three units of speed 4:2:1 (emulated)")
-        spec = parse_shorthand(None, "custom:1940@1000+custom:3880@1000+custom:7760@1000")
+        spec = parse_shorthand(
+            None, "custom:1940@1000+custom:3880@1000+custom:7760@1000", timeout_s=timeout
+        )
         with tempfile.TemporaryDirectory() as tmp:
             store = ProfileStore(Path(tmp) / "demo.sqlite")
             options = InferOptions(
@@ -62,7 +67,9 @@ def register(app: typer.Typer) -> None:
         )
 
         console.rule(f"3. Legion: {network} on {boards} emulated Firefly-RK3399 boards, 100 Mbps")
-        setup = prepare(network, emulate=f"{boards}xfirefly-rk3399", link_mbps=100.0)
+        setup = prepare(
+            network, emulate=f"{boards}xfirefly-rk3399", link_mbps=100.0, timeout_s=timeout
+        )
         with open_devices(setup) as handles:
             result = LegionSession(handles, setup.graph, repeats=1).measure("legion-wildcard")
         console.print(str(result.plan))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from maniple.cli.app import console, print_json
+from maniple.cli.app import DEFAULT_TIMEOUT_S, TimeoutOpt, console, print_json
 
 _DEVICE_FORMS = (
     "cpu, cuda:N (gpuN), igpu / xpu:N, mps, emu:firefly-rk3399, emu:odroid-xu4, "
@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
             None, "--ray", help="Ray cluster for ray: devices: auto or HOST:PORT (default: local)."
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+        timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Run the whole network on one device and report its latency.
 
@@ -73,6 +74,7 @@ def register(app: typer.Typer) -> None:
         dilation (shown), next to the board's published number. Ray's per-call overhead is
         real host time and shown apart. Odroid-XU4 = 0.65x Firefly-RK3399 is an assumption.
         """
+        from maniple.cluster.checks import check_timeout
         from maniple.devices import probe
 
         shape = None
@@ -91,6 +93,7 @@ def register(app: typer.Typer) -> None:
             fast_forward=fast_forward,
             ray_address=ray_address,
             input_shape=shape,
+            timeout_s=check_timeout(timeout, "--timeout"),
         )
         if as_json:
             print_json(result.to_dict())

@@ -26,12 +26,49 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _load_graph(network: str, input_shape: str | None, seed: int = 0):  # noqa: ANN202
+    """The network's layer graph, after checking from its shapes alone that the forward
+    pass capture runs here fits in this host's memory (a huge --input-shape is refused
+    in milliseconds, not found out by the allocator)."""
+    from maniple.devices.host_limits import check_forward
     from maniple.graph import capture
+    from maniple.graph.memory import estimate_for_capture
     from maniple.zoo import parse_input_shape, resolve
 
     shape = parse_input_shape(input_shape) if input_shape else None
     module, shape, name = resolve(network, shape, seed=seed)
+    check_forward(estimate_for_capture(module, shape, name))
     return capture(module, shape, name)
+
+
+MAX_VERIFY_DEVICES = 256
+MAX_VERIFY_TRIALS = 1000
+
+
+def _check_verify_counts(devices: int, trials: int) -> None:
+    """Bound `verify`'s work before it starts: every trial runs every device's band of
+    every group one after another here, so the work grows with devices x trials (a
+    count of 10**12 would run for ever before printing anything)."""
+    for option, value, most, example in (
+        ("--devices", devices, MAX_VERIFY_DEVICES, 6),
+        ("--trials", trials, MAX_VERIFY_TRIALS, 20),
+    ):
+        if not 1 <= value <= most:
+            raise ManipleError(
+                f"{option} {value}: verify takes 1 to {most} (each one is run here, band by "
+                f"band, one after another); use e.g. {option} {example}"
+            )
+
+
+def _verify_device(text: str) -> str:
+    """The torch device `verify` runs on: a present device of this process, by name."""
+    from maniple.devices import resolve_device
+
+    spec = resolve_device(text)  # bad names and absent GPUs are ManipleErrors
+    if not spec.is_local:
+        raise ManipleError(
+            f"--device {text!r}: verify runs the bands in this process; use cpu or cuda:N"
+        )
+    return spec.torch_device
 
 
 def register(app: typer.Typer) -> None:
@@ -130,9 +167,11 @@ def register(app: typer.Typer) -> None:
         dtypes = {"float32": torch.float32, "float16": torch.float16}
         if dtype not in dtypes:
             raise ManipleError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+        _check_verify_counts(devices, trials)
+        where = _verify_device(device)
         graph = _load_graph(network, input_shape, seed=0)
         tol = 1e-4 if dtype == "float32" else 1e-2
-        result = verify_split(graph, trials, devices, seed, dtypes[dtype], device, tol)
+        result = verify_split(graph, trials, devices, seed, dtypes[dtype], where, tol)
         if json_out:
             print_json(result.to_json())
         else:

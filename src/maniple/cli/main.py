@@ -1,29 +1,30 @@
-"""`maniple`'s entry point: every command group registered on the app, errors as one line.
-
-`ManipleError`s are printed as one clear line and exit with status 2, never a traceback.
-"""
+"""`maniple`'s entry point: every command group registered on the app, run inside the one
+error boundary (`maniple.cli.boundary`): errors as one line, exit codes a script can
+trust, and under `--json` nothing but the document on stdout."""
 
 from __future__ import annotations
 
 import sys
 
-from rich.markup import escape
+import typer
 
 from maniple.cli import batch, bench, demo, devices, graph, spatial, table
-from maniple.cli.app import app, err_console
-from maniple.errors import ManipleError
+from maniple.cli.app import app, err_console, set_document_stream
+from maniple.cli.boundary import run_guarded
 
 for _group in (table, devices, batch, graph, spatial, bench, demo):
     _group.register(app)
 
 
-def main() -> None:
-    """Entry point: run the app, turning ManipleError into a clear message and exit 2."""
-    try:
-        app()
-    except ManipleError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(2)
+def _say(line: str) -> None:
+    err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app on `argv` (default: the command line) and exit with the
+    boundary's code (0 done, 1 check failed, 2 user error, 3 bug, 130 interrupted)."""
+    args = sys.argv[1:] if argv is None else argv
+    sys.exit(run_guarded(typer.main.get_command(app), args, _say, set_document_stream))
 
 
 if __name__ == "__main__":

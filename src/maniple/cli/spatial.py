@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from maniple.cli.app import ProfileDbOpt
+from maniple.cli.app import DEFAULT_TIMEOUT_S, ProfileDbOpt, TimeoutOpt
 from maniple.errors import ManipleError, UnknownNameError
 from maniple.spatial.plan import SEARCHES, SpatialPlan
+from maniple.spread import Spread, check_repeats
 
 _EXPLAIN = "Print the schedule: per group and device, the rows received, run and sent, in bytes."
 
 
 def register(app: typer.Typer) -> None:
     """Add this file's commands to the main app."""
-    from maniple.cli.app import console, print_json, progress_bar
+    from maniple.cli.app import check_writable, console, print_json, progress_bar
 
     @app.command("spatial")
     def spatial_command(
@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 0.03,
         explain: Annotated[bool, typer.Option(help=_EXPLAIN)] = False,
+        timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
         json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Split every conv layer's rows across devices (Legion) and measure it.
@@ -109,11 +110,10 @@ def register(app: typer.Typer) -> None:
                 "--search fss measures star groups only; use --runtime star with fss, or "
                 "legion-wildcard with --runtime peer"
             )
-        if repeats < 1:
-            raise ManipleError(f"--repeats must be at least 1, got {repeats}")
+        check_repeats(repeats, "--repeats")
         saved = _read_plan(plan_file) if plan_file is not None else None
         if save_plan is not None:
-            _check_writable(save_plan, "--save-plan")
+            check_writable(save_plan, "--save-plan")
         shape = parse_input_shape(input_shape) if input_shape else None
         setup = prepare(
             network,
@@ -122,6 +122,7 @@ def register(app: typer.Typer) -> None:
             link_mbps=link_mbps,
             dilation=dilation,
             input_shape=shape,
+            timeout_s=timeout,
         )
         if saved is not None:  # refuse a plan for something else before opening anything
             check_plan_fits(saved, setup.graph, [d.name for d in setup.spec.devices])
@@ -153,7 +154,13 @@ def register(app: typer.Typer) -> None:
             )
             store_path = store.path
         if save_plan is not None:
-            save_plan.write_text(result.plan.to_json() + "\n")
+            try:
+                save_plan.write_text(result.plan.to_json() + "\n")
+            except OSError as exc:
+                raise ManipleError(
+                    f"--save-plan {str(save_plan)!r} could not be written ({exc.strerror}); "
+                    "give a path on a disk with room"
+                ) from None
         schedule = None
         if explain:
             lowering = lower_peer if result.plan.runtime == "peer" else lower
@@ -177,7 +184,12 @@ def register(app: typer.Typer) -> None:
 def _read_plan(path: Path) -> SpatialPlan:
     """The saved plan at `path`, validated; errors name the file."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ManipleError(
+            f"--plan {str(path)!r} is not a plan (not UTF-8 text); pass a file written by "
+            "`maniple spatial --save-plan`"
+        ) from None
     except OSError as exc:
         raise ManipleError(
             f"cannot read --plan {str(path)!r}: {exc.strerror}; pass a file written by "
@@ -187,21 +199,6 @@ def _read_plan(path: Path) -> SpatialPlan:
         return SpatialPlan.from_json(text)
     except ManipleError as exc:
         raise ManipleError(f"--plan {str(path)!r} is not a usable plan: {exc}") from None
-
-
-def _check_writable(path: Path, option: str) -> None:
-    """Fail before any work when `path` cannot be written (a finished run is never lost)."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir() or not parent.is_dir():
-        raise ManipleError(
-            f"{option} {str(path)!r}: {'is a directory' if path.is_dir() else 'no such folder'}"
-            "; give a file path in an existing folder"
-        )
-    if not os.access(path if path.exists() else parent, os.W_OK):
-        raise ManipleError(
-            f"{option} {str(path)!r} cannot be written (permission denied); "
-            "give a path you can write to"
-        )
 
 
 def _profiling_note(result: Any, from_file: bool, store: Path) -> str:
@@ -225,12 +222,12 @@ def _table(result: Any, name: str) -> Table:
         ("runtime", result.plan.runtime),
         ("fused groups", str(len(result.plan.flc))),
         ("predicted", _ms(info["predicted_ms"])),
-        ("measured latency", _ms(info["latency_ms"])),
+        ("measured latency", str(Spread.of(result.latencies_ms))),
         ("  of which devices (real-time clock)", _ms(info["device_ms"])),
         ("  of which coordinator, calls, tail", _ms(info["coordinator_ms"])),
         ("devices, fast-forward clock", _ms(info["fast_forward_ms"])),
-        (f"one device ({result.single_device})", _ms(info["single_device_ms"])),
-        ("speedup", f"{result.speedup:.2f}x"),
+        (f"one device ({result.single_device})", _single(result)),
+        ("speedup", f"{result.speedup:.2f}x ({result.speedup_verdict})"),
         ("max relative error", f"{result.max_rel_error:.1e}"),
         ("bytes through the coordinator", f"{result.bytes_through_coordinator:,}"),
         ("bytes device to device", f"{result.bytes_between_devices:,}"),
@@ -240,6 +237,12 @@ def _table(result: Any, name: str) -> Table:
     for k, v in rows:
         table.add_row(k, v)
     return table
+
+
+def _single(result: Any) -> str:
+    if result.single_latencies_ms:
+        return str(Spread.of(result.single_latencies_ms))
+    return _ms(result.single_device_ms)
 
 
 def _ms(value: float | None) -> str:

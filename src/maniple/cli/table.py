@@ -174,8 +174,16 @@ def register(app: typer.Typer) -> None:
         if output is None:
             sys.stdout.write(text)
         else:
-            output.write_text(text)
+            try:
+                output.write_text(text)
+            except OSError as exc:
+                raise ManipleError(
+                    f"--output {str(output)!r} could not be written ({exc.strerror}); give a "
+                    "file path you can write, on a disk with room"
+                ) from None
             err_console.print(f"wrote {t.network} table to {output}", highlight=False)
+
+    _MAX_BATCH = 2**31 - 1  # what the store's integer column and every planner take
 
     def _parse_set(value: str) -> tuple[int, float, float]:
         """`BATCH=EXEC_MS[,IO_MS]` -> (batch, exec_ms, io_ms)."""
@@ -224,6 +232,11 @@ def register(app: typer.Typer) -> None:
                 "nothing to do: give --set BATCH=EXEC_MS[,IO_MS] and/or --drop BATCH"
             )
         sets = [_parse_set(v) for v in set_ or []]
+        for b in [*(d for d in drop or []), *(b for b, _, _ in sets)]:
+            if not 1 <= b <= _MAX_BATCH:
+                raise ManipleError(
+                    f"batch {b} is out of range: a table's batch sizes are 1 to {_MAX_BATCH:,}"
+                )
         with ProfileStore(profile_db) as store:
             if kind is not None or host is not None:
                 key = DeviceKey(device, kind or "unknown", host or "localhost")

@@ -9,6 +9,7 @@ normalised, or raises a ManipleError saying what was expected.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -68,12 +69,30 @@ def check_ray_address(value: Any, field: str) -> str:
 def check_dilation(value: Any, field: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
-        raise ManipleError(f"{field} must be a number >= 1 (1 = real time), got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 1
+    ):
+        raise ManipleError(
+            f"{field} must be a finite number >= 1 (1 = real time), got {value!r}; e.g. 4"
+        )
     return float(value)
 
 
+MAX_TIMEOUT_S = 86400.0  # a day: beyond it a silent device is a hang, not a slow board
+
+
 def check_timeout(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ManipleError(f"{field} must be a number of seconds > 0, got {value!r}")
+    """A timeout in seconds: finite, > 0 and at most a day."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_TIMEOUT_S
+    ):
+        raise ManipleError(
+            f"{field} must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {value!r}; e.g. 30"
+        )
     return float(value)

@@ -15,11 +15,13 @@ from typing import Any
 from torch import nn
 
 from maniple.cluster.spec import ClusterSpec, load_cluster
+from maniple.devices import host_limits
 from maniple.devices.handles import DeviceHandle, LocalHandle
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import check_present
 from maniple.devices.timing import WorkerInfo
 from maniple.errors import ManipleError, UnknownNameError
+from maniple.graph.memory import MemoryEstimate
 
 
 class Cluster:
@@ -99,15 +101,21 @@ def open_cluster(
     *,
     input_shape: tuple[int, int, int] | None = None,
     timeout_s: float | None = None,
+    memory: MemoryEstimate | None = None,
 ) -> Cluster:
     """Open every device of `spec` (a ClusterSpec or a YAML path), remote ones in parallel,
-    each holding `model` if given. On any failure the opened ones are closed again."""
+    each holding `model` if given. On any failure the opened ones are closed again.
+
+    Before anything starts, the emulated boards are checked against this host's cores,
+    memory and process limit (`host_limits.check_boards`), with `memory` (the model's
+    estimate; None: from a zoo ModelSpec's shapes, else the worker processes alone)."""
     if not isinstance(spec, ClusterSpec):
         spec = load_cluster(spec)
     if timeout_s is not None:
         spec = dataclasses.replace(spec, timeout_s=timeout_s)
     for d in spec.devices:
         check_present(d)
+    _check_limits(spec, model, input_shape, memory)
     handles: list[DeviceHandle] = []
     session = None
     try:
@@ -161,6 +169,24 @@ def open_cluster(
 
             release_ray(session)
         raise
+
+
+def _check_limits(
+    spec: ClusterSpec,
+    model: ModelSpec | nn.Module | None,
+    input_shape: tuple[int, int, int] | None,
+    memory: MemoryEstimate | None,
+) -> None:
+    """The boards check, estimating a zoo model here only when there are boards to check."""
+    if not any(d.is_emulated for d in spec.devices):
+        return
+    if memory is None and isinstance(model, ModelSpec):
+        from maniple import zoo
+
+        if model.network in zoo.names():
+            shape = input_shape or model.input_shape or zoo.input_shape(model.network)
+            memory = host_limits.model_memory(model, tuple(shape))  # type: ignore[arg-type]
+    host_limits.check_boards(spec.devices, memory, ray_address=spec.ray_address)
 
 
 def _clocks(spec: ClusterSpec) -> dict[str, Any]:

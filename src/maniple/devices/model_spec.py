@@ -95,9 +95,14 @@ class ModelSpec:
 
     def _from_factory(self) -> tuple[nn.Module, tuple[int, int, int], str]:
         mod_name, attr = self.network.split(":")
+        zoo = _zoo()
         try:
-            factory = getattr(importlib.import_module(mod_name), attr)
-        except (ImportError, AttributeError) as exc:
+            if zoo is not None and hasattr(zoo, "import_spec_module"):
+                module = zoo.import_spec_module(self.network, mod_name)  # cwd too, as zoo does
+            else:
+                module = importlib.import_module(mod_name)
+            factory = getattr(module, attr)
+        except (ImportError, AttributeError, ManipleError) as exc:
             raise ManipleError(
                 f"cannot import model factory {self.network!r} in this worker: {exc}; "
                 "the module must be importable on every node"

@@ -14,11 +14,15 @@ from typing import Any
 
 import torch
 
+from maniple.devices.handles import DEFAULT_TIMEOUT_S
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec
 from maniple.devices.open import open_device
 from maniple.devices.timing import CallTiming
 from maniple.errors import ManipleError
+from maniple.spread import check_repeats
+
+MAX_THREADS = 1024  # intra-op threads; more is a typo, not a machine
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,21 @@ def probe(
     fast_forward: bool = False,
     ray_address: str | None = None,
     input_shape: tuple[int, int, int] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> ProbeResult:
-    """Run `network` whole on `device` `repeats` times (after one warm-up) at `batch`."""
-    if batch < 1 or repeats < 1:
+    """Run `network` whole on `device` `repeats` times (after one warm-up) at `batch`;
+    `timeout_s` bounds how long a silent remote worker is waited for."""
+    check_repeats(repeats, "--repeats")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ManipleError(f"--threads must be from 1 to {MAX_THREADS}, got {threads}; e.g. 4")
+    if batch < 1:
         raise ManipleError(f"batch and repeats must be >= 1, got batch={batch}, repeats={repeats}")
     spec = ModelSpec(network, seed=seed, input_shape=input_shape)
     shape = input_shape or _input_shape(network)
+    if shape is not None:
+        from maniple.devices.host_limits import check_input_shape
+
+        check_input_shape(shape, batch)  # the batch must fit this host before it is made
     handle = open_device(
         device,
         spec,
@@ -71,6 +84,7 @@ def probe(
         dilation=dilation,
         fast_forward=fast_forward,
         ray_address=ray_address,
+        timeout_s=timeout_s,
     )
     try:
         info = handle.info()

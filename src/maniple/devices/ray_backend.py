@@ -11,10 +11,15 @@ Safety: with no address, a private local instance is started on loopback only
 authentication stays on: RAY_AUTH_MODE=token is set for this process and the processes
 it starts (Ray creates ~/.ray/auth_token for a new local cluster; a joining node or an
 existing cluster must use the same token), and any other RAY_AUTH_MODE is refused.
+
+A private Ray is recorded (ray_leftovers) so that a killed driver leaves no Ray process
+behind for long. A worker is checked against its node's CPUs and GPUs before its actor is
+made, and Ray's scheduling failures become ManipleErrors naming the device and the nodes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,6 +28,7 @@ from typing import Any
 
 from torch import nn
 
+from maniple.devices import ray_leftovers
 from maniple.devices.emulated import BoardClock
 from maniple.devices.handles import (
     DEFAULT_TIMEOUT_S,
@@ -33,7 +39,13 @@ from maniple.devices.handles import (
 )
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec
-from maniple.devices.ray_calls import RayCall, RayStepCall
+from maniple.devices.ray_calls import (
+    RayCall,
+    RayStepCall,
+    check_usable,
+    mark_failed,
+    wait_started,
+)
 from maniple.devices.ray_config import (
     INIT_ARGS,
     LOOPBACK_VAR,
@@ -43,7 +55,13 @@ from maniple.devices.ray_config import (
     require_token_auth_env,
     set_env,
 )
-from maniple.devices.ray_nodes import live_nodes, node_devices, pick_node
+from maniple.devices.ray_nodes import (
+    check_fits,
+    live_nodes,
+    node_devices,
+    pick_node,
+    unschedulable_error,
+)
 from maniple.devices.remote_calls import (
     CONTROL,
     STARTUP_TIMEOUT_S,
@@ -62,6 +80,7 @@ from maniple.errors import ManipleError
 _lock = threading.RLock()
 _session: RaySession | None = None
 _remote_worker: Any = None
+log = logging.getLogger("maniple.ray")
 
 
 def _import_ray() -> Any:
@@ -112,6 +131,7 @@ def ensure_ray(address: str | None = None) -> RaySession:
     with _lock:
         if _session is not None:
             return _session.join(address)
+        ray_leftovers.clean_leftovers()  # what a killed maniple left (never raises)
         local = address in (None, "local")
         ray = _import_ray()
         if ray.is_initialized():  # someone else in this process connected first
@@ -153,7 +173,7 @@ def _start_local(ray: Any) -> RaySession:
     ray_constants.ENABLE_RAY_CLUSTER = False
     ray.init(**local_init_args())
     gcs = ray.get_runtime_context().gcs_address
-    session = RaySession(gcs, started_here=True, restore=restore)
+    session = RaySession(gcs, started_here=True, restore=restore, tracker=_track(ray))
     error = loopback_error(gcs, {n["NodeManagerAddress"] for n in ray.nodes()})
     if error is not None:
         _shutdown(ray, session)
@@ -161,8 +181,21 @@ def _start_local(ray: Any) -> RaySession:
     return session
 
 
+def _track(ray: Any) -> ray_leftovers.Tracker | None:
+    """Record the private Ray just started (ray_leftovers); None where that fails."""
+    try:
+        session_dir = ray._private.worker._global_node.get_session_dir_path()
+        return ray_leftovers.track(session_dir, os.path.dirname(ray.__file__))
+    except Exception as exc:  # noqa: BLE001 - a Ray without these internals still runs
+        log.warning("not recording this Ray session for cleanup after a crash: %s", exc)
+        return None
+
+
 def _shutdown(ray: Any, session: RaySession) -> None:
     ray.shutdown()
+    if session.tracker is not None:  # only after a shutdown that worked: else the watcher
+        session.tracker.close()  # stops what is left when this process ends
+        session.tracker = None
     if session.restore is not None:
         from ray._private import ray_constants
 
@@ -198,7 +231,7 @@ def remote_worker_class() -> Any:
 def find_node(selector: str) -> str:
     """The id of the one live node that `selector` names (IP, node id, name, custom resource,
     label or 'head': ray_nodes.node_matches). Errors list the live nodes."""
-    return pick_node(live_nodes(_import_ray().nodes()), selector)
+    return pick_node(live_nodes(_import_ray().nodes()), selector)["NodeID"]
 
 
 class RayHandle(DeviceHandle):
@@ -226,6 +259,7 @@ class RayHandle(DeviceHandle):
         self._session: RaySession | None = ensure_ray(address)
         self.pid: int | None = None
         self._actor: Any = None
+        self.failed: str | None = None  # why it stopped: later calls fail at once (ray_calls)
         self._info: WorkerInfo | None = None
         try:
             self._actor = self._start(threads, model)
@@ -255,13 +289,7 @@ class RayHandle(DeviceHandle):
         """Wait until the worker process has started and built its model."""
         if self._info is None:
             ray = _import_ray()
-            ready, _ = ray.wait([self._ready_ref], timeout=startup_timeout_s)
-            if not ready:
-                raise ManipleError(
-                    f"device {self.name!r} did not start within {startup_timeout_s:g} s "
-                    "(worker process start and model build); is the node short of CPUs, "
-                    "GPUs or memory? `ray status` shows what is free"
-                )
+            wait_started(self, self._ready_ref, startup_timeout_s)
             self._info = self._get(ray, self._ready_ref, "start")
             self.pid = self._info.pid
         return self._info
@@ -275,7 +303,10 @@ class RayHandle(DeviceHandle):
         if spec.is_emulated:
             node_id = ray.get_runtime_context().get_node_id()  # calibrated for this host
         else:
-            node_id = find_node(spec.node or "")
+            node = pick_node(live_nodes(ray.nodes()), spec.node or "")
+            private = self._session is not None and self._session.private
+            check_fits(node, spec.name, options["num_cpus"], spec.target or "cpu", private=private)
+            node_id = node["NodeID"]
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
         check_remote_model(spec, model)
         return (
@@ -287,22 +318,24 @@ class RayHandle(DeviceHandle):
     def _get(self, ray: Any, ref: Any, method: str) -> Any:
         try:
             return ray.get(ref, timeout=self.timeout_s)
+        except (
+            ray.exceptions.ActorUnschedulableError,  # its node went away, or lacks what it
+            ray.exceptions.TaskUnschedulableError,  # asks for
+        ) as exc:
+            raise unschedulable_error(self.name, str(exc), live_nodes(ray.nodes())) from exc
         except ray.exceptions.RayActorError as exc:
-            raise ManipleError(
-                f"device {self.name!r} died during {method}: its worker process "
-                f"(pid {self.pid}) is gone ({type(exc).__name__}). Drop it from the cluster"
-            ) from exc
+            raise mark_failed(self, f"device {self.name!r} died during {method}: its worker "
+                f"process (pid {self.pid}) is gone ({type(exc).__name__}). Drop it from the "
+                "cluster") from exc  # fmt: skip
         except ray.exceptions.GetTimeoutError as exc:
-            raise ManipleError(
-                f"device {self.name!r}: {method} result not retrievable within {self.timeout_s:g} s"
-            ) from exc
+            raise mark_failed(self, f"device {self.name!r}: {method} result not retrievable "
+                f"within {self.timeout_s:g} s") from exc  # fmt: skip
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
             raise ManipleError(str(device_error(self.name, method, cause))) from exc
 
     def _submit(self, method: str, *args: Any, **kwargs: Any) -> Call[Any]:
-        if self._actor is None:
-            raise ManipleError(f"device {self.name!r} is closed")
+        check_usable(self)
         if method == "load" and isinstance(args[0], nn.Module):
             raise ManipleError(
                 f"device {self.name!r} runs in another process: load a ModelSpec, not a module"
@@ -320,8 +353,7 @@ class RayHandle(DeviceHandle):
     def submit_step(self, order: StepOrder, pieces: Sequence[Any]) -> StepCall:
         """The step as an actor call whose pieces are object references: passed to the next
         steps as arguments, Ray moves them worker to worker, never through this process."""
-        if self._actor is None:
-            raise ManipleError(f"device {self.name!r} is closed")
+        check_usable(self)
         t0 = time.perf_counter()
         n_out = len(order.dests)
         refs = self._actor.run_step.options(num_returns=1 + n_out).remote(order, *pieces)

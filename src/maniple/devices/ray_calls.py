@@ -17,6 +17,7 @@ from maniple.devices.handles import Call, StepCall, add_overhead
 from maniple.devices.remote_calls import CONTROL, POLL_S, Liveness
 from maniple.devices.step import Piece
 from maniple.devices.timing import CallTiming
+from maniple.errors import ManipleError
 
 RayHandle = Any  # maniple.devices.ray_backend.RayHandle (which imports this module)
 
@@ -63,7 +64,10 @@ class RayCall(Call[Any]):
             if ping_ref is None and watch.ping_due(now):
                 ping_ref = h._actor.ping.options(concurrency_group=CONTROL).remote()
                 watch.ping_sent = now
-            watch.check(now, h.pid)
+            try:
+                watch.check(now, h.pid)
+            except ManipleError as exc:
+                raise mark_failed(h, str(exc)) from None
         value = h._get(ray, self._ref, self.method)
         t_ready = self._t_ready or time.perf_counter()
         return self._finish(value, (t_ready - self._t0) * 1e3)
@@ -90,3 +94,53 @@ def _ray() -> Any:
     import ray
 
     return ray
+
+
+def wait_started(handle: RayHandle, ready_ref: Any, startup_timeout_s: float) -> None:
+    """Wait for a new worker's first call (`ready_ref`: its model load) to finish.
+
+    A worker may take long to start (a process, torch, the model), so the start as a
+    whole is bounded by `startup_timeout_s`; but once the worker has answered one ping it
+    is known to be up, and from then on a worker that answers none for the handle's
+    `timeout_s` (stopped, hung) fails the start naming the device, instead of holding
+    the run for the whole start-up bound."""
+    import ray
+
+    start = time.perf_counter()
+    watch = Liveness(handle.name, "start", handle.timeout_s, None, start)
+    alive = False
+    ping_ref = handle._actor.ping.options(concurrency_group=CONTROL).remote()
+    while not ray.wait([ready_ref], timeout=POLL_S)[0]:
+        now = time.perf_counter()
+        if ray.wait([ping_ref], timeout=0)[0]:
+            handle._get(ray, ping_ref, "ping")  # raises if the worker died
+            alive, watch.last_alive = True, now
+            ping_ref = handle._actor.ping.options(concurrency_group=CONTROL).remote()
+            watch.ping_sent = now
+        if not alive:  # still starting: only the start-up bound applies
+            watch.last_alive = now
+        if now - start > startup_timeout_s:
+            raise ManipleError(
+                f"device {handle.name!r} did not start within {startup_timeout_s:g} s "
+                "(worker process start and model build); is the node short of CPUs, "
+                "GPUs or memory? `ray status` shows what is free"
+            )
+        watch.check(now, handle.pid)
+
+
+def mark_failed(handle: RayHandle, message: str) -> ManipleError:
+    """Record that `handle`'s worker died or went silent; the error to raise.
+
+    Later calls on it then fail at once with the same words (check_usable) instead of
+    each waiting out the timeout again, e.g. while the boards are set back to real time
+    after the failure: one silent board costs one timeout, not several."""
+    handle.failed = message
+    return ManipleError(message)
+
+
+def check_usable(handle: RayHandle) -> None:
+    """Raise before a call on a closed handle, or on one whose worker has failed."""
+    if handle.failed is not None:
+        raise ManipleError(handle.failed)
+    if handle._actor is None:
+        raise ManipleError(f"device {handle.name!r} is closed")

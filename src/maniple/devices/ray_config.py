@@ -35,6 +35,12 @@ class RaySession:
     started_here: bool
     users: int = 0
     restore: dict[str, Any] | None = None  # loopback settings to undo at shutdown
+    tracker: Any = None  # ray_leftovers.Tracker of a private Ray: its record and watcher
+
+    @property
+    def private(self) -> bool:
+        """Whether this is maniple's own local Ray (started with no address)."""
+        return self.restore is not None
 
     def join(self, address: str | None = None) -> RaySession:
         """One more user; `address` (None, 'local', 'auto' or this session's) must not ask

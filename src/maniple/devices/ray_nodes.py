@@ -1,5 +1,6 @@
 """Ray's node records read as plain data: which nodes are alive, a node's one-line summary,
-the one node a selector names, and one device per node CPU and GPU.
+the one node a selector names, whether a device's worker fits it, and one device per node
+CPU and GPU.
 
 Why apart from ray_backend: everything here takes the dicts that `ray.nodes()` returns and
 never Ray itself (ray_backend fetches the list and stays the one module that imports ray),
@@ -57,9 +58,9 @@ def node_matches(node: Node, selector: str) -> bool:
     )
 
 
-def pick_node(nodes: list[Node], selector: str) -> str:
-    """The id of the one node of `nodes` (the live ones) that `selector` names; errors list
-    the nodes."""
+def pick_node(nodes: list[Node], selector: str) -> Node:
+    """The one node of `nodes` (the live ones) that `selector` names; errors list the
+    nodes."""
     hits = [n for n in nodes if node_matches(n, selector)]
     listing = "; ".join(node_summary(n) for n in nodes)
     if not hits:
@@ -72,7 +73,7 @@ def pick_node(nodes: list[Node], selector: str) -> str:
             f"Ray node selector {selector!r} matches {len(hits)} nodes: "
             f"{'; '.join(node_summary(n) for n in hits)}. Use a node id or a custom resource"
         )
-    return hits[0]["NodeID"]
+    return hits[0]
 
 
 def node_devices(nodes: list[Node]) -> list[DeviceSpec]:
@@ -88,3 +89,46 @@ def node_devices(nodes: list[Node]) -> list[DeviceSpec]:
         for g in range(int(n["Resources"].get("GPU", 0))):
             specs.append(DeviceSpec("ray", node=selector, target=f"cuda:{g}"))
     return specs
+
+
+_NO_GPU_FIX = {
+    True: "maniple's private local Ray has no GPUs (a GPU of this machine is the local device "
+    "'cuda:N', without Ray); for a GPU on a Ray node, start a cluster with "
+    "`RAY_AUTH_MODE=token ray start --head --num-gpus=N` and name it in the cluster file "
+    "(ray: auto, or ray: HOST:PORT)",
+    False: "name a node that has one (`maniple devices --ray ADDRESS` lists every node's "
+    "devices), or start this node with `ray start --num-gpus=N`",
+}
+
+
+def check_fits(node: Node, device: str, cpus: float, target: str, *, private: bool) -> None:
+    """Refuse a worker that asks `node` for more CPUs or GPUs than it has at all, or for a GPU
+    index it lacks: Ray would never schedule it (ActorUnschedulableError, or a wait until the
+    start timeout). `private`: the node is maniple's own local Ray."""
+    resources = node["Resources"]
+    gpus, have_cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
+    where = f"Ray node {node_summary(node)}"
+    if target.startswith("cuda"):
+        index = int(target.partition(":")[2] or 0)
+        if index >= gpus:
+            raise ManipleError(
+                f"device {device!r} asks for GPU {target}, but {where} has {gpus:g} GPU(s)"
+                f"{f' (cuda:0 to cuda:{int(gpus) - 1})' if gpus >= 1 else ''}. "
+                + _NO_GPU_FIX[private and gpus < 1]
+            )
+    if cpus > have_cpus:
+        raise ManipleError(
+            f"device {device!r} asks for {cpus:g} CPU(s) (its threads), but {where} has "
+            f"{have_cpus:g}; give it threads <= {have_cpus:g}, or name a node with more CPUs"
+        )
+
+
+def unschedulable_error(device: str, reason: str, nodes: list[Node]) -> ManipleError:
+    """The error for a worker Ray gave up scheduling (`reason`, Ray's own words): the node
+    it was bound to is gone, or lacks what the worker asks for."""
+    listing = "; ".join(node_summary(n) for n in nodes) or "none"
+    return ManipleError(
+        f"device {device!r} cannot be placed on its Ray node: {reason.strip()} Live nodes: "
+        f"{listing}. Name a live node that has the CPUs and GPUs it asks for (`ray status` "
+        "shows each node's resources), or drop the device"
+    )

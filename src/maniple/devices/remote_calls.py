@@ -141,7 +141,8 @@ class Liveness:
             raise ManipleError(
                 f"device {self.device!r} stopped answering: no reply to a liveness ping for "
                 f"{self.timeout_s:g} s during {self.method} (worker pid {pid}). Drop it from "
-                "the cluster or raise timeout_s"
+                "the cluster, or give it longer with --timeout SECONDS (timeout_s in a "
+                "cluster file)"
             )
         if self.timeout is not None and now > self.start + self.timeout:
             raise ManipleError(

@@ -70,9 +70,11 @@ def run_legion_bench(
     out: Path,
     console: Console,
     runtimes: Sequence[str] = ("star",),
+    timeout_s: float | None = None,
 ) -> Path:
     """Run the reproduction; write legion.json, legion.md and figures under `out`. With
-    'peer' in `runtimes`, each set also runs the peer runtime (maniple.spatial.bench_peer)."""
+    'peer' in `runtimes`, each set also runs the peer runtime (maniple.spatial.bench_peer).
+    `timeout_s` bounds how long a silent board is waited for (None: the default)."""
     from maniple.spatial.bench_peer import measure_peer
     from maniple.spatial.session import LegionSession
     from maniple.spatial.setup import open_devices, prepare
@@ -84,7 +86,7 @@ def run_legion_bench(
     rows: list[dict[str, Any]] = []
     started = time.time()
     for network in networks:
-        setup = prepare(network, emulate=emulate, link_mbps=link_mbps)
+        setup = prepare(network, emulate=emulate, link_mbps=link_mbps, timeout_s=timeout_s)
         graph = setup.graph
         console.print(f"[bold]{network}[/]: opening {emulate} and warming the boards up ...")
         with open_devices(setup) as cluster:
@@ -161,13 +163,21 @@ def _write(
 
 
 def _draw(doc: dict[str, Any], out: Path) -> Path:
-    """The page and the two figures under `out`, from a legion.json document."""
+    """The page and the two figures under `out`, from a legion.json document: the page
+    first, so that a figure that fails never costs the results."""
     from maniple.spatial.figures import profiling_figure, speedup_figure
 
-    speedup_figure(doc["rows"], out / "legion-speedup.png")
-    profiling_figure(doc["rows"], out / "legion-profiling.png")
     path = out / "legion.md"
     path.write_text(render_markdown(doc))
+    try:
+        speedup_figure(doc["rows"], out / "legion-speedup.png")
+        profiling_figure(doc["rows"], out / "legion-profiling.png")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ManipleError(
+            f"the figures could not be drawn in {out} ({type(exc).__name__}: {exc}); the "
+            f"results are kept in {out / 'legion.json'} and {path}. Redraw them with "
+            f"`python -m maniple.spatial.bench {out / 'legion.json'}`"
+        ) from exc
     return path
 
 

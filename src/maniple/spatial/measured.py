@@ -20,6 +20,7 @@ from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
 from maniple.spatial.costs import ProfilingSpent
 from maniple.spatial.plan import SpatialPlan
+from maniple.spread import speedup_verdict, spread_json
 
 
 @contextmanager
@@ -65,14 +66,33 @@ class SpatialResult:
     compression_ratio: float = 1.0
     choice: str = ""
     """Why this plan runs (the runtime and split chosen, or the single device)."""
+    single_latencies_ms: tuple[float, ...] = ()
+    """The timed runs of the fastest device alone (its median is single_device_ms)."""
 
     @property
     def latency_ms(self) -> float:
         return statistics.median(self.latencies_ms)
 
     @property
+    def same_as_single(self) -> bool:
+        """Whether the plan that ran is the fastest device alone, the baseline itself."""
+        return tuple(self.plan.devices) == (self.single_device,) or (
+            self.plan.search == "single" and self.single_device in self.plan.devices
+        )
+
+    @property
     def speedup(self) -> float:
+        """The fastest device alone over this plan; exactly 1.0 when the plan is that
+        device alone (any other figure would be noise)."""
+        if self.same_as_single:
+            return 1.0
         return self.single_device_ms / self.latency_ms
+
+    @property
+    def speedup_verdict(self) -> str:
+        """'same plan', 'within noise', 'faster' or 'slower' (maniple.spread)."""
+        single = self.single_latencies_ms or (self.single_device_ms,)
+        return speedup_verdict(single, self.latencies_ms, same_plan=self.same_as_single)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +110,9 @@ class SpatialResult:
             "single_device": self.single_device,
             "single_device_ms": self.single_device_ms,
             "speedup": self.speedup,
+            "speedup_verdict": self.speedup_verdict,
+            "latency_spread_ms": spread_json(self.latencies_ms),
+            "single_device_latencies_ms": list(self.single_latencies_ms),
             "max_rel_error": self.max_rel_error,
             "profile_seconds": self.profile.seconds,
             "profile_runs": self.profile.runs,

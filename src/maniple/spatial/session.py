@@ -84,6 +84,7 @@ class LegionSession:
         self._costs: LegionCosts | None = None
         self._fss: tuple[np.ndarray, ProfilingSpent] | None = None
         self._single: tuple[str, float, float] | None = None
+        self._single_runs_ms: tuple[float, ...] = ()
         self._runs: dict[tuple[Any, ...], list[SpatialRun]] = {}
         self.compress = compress
         self._peer: tuple[PeerLinks, bool] | None = None
@@ -222,6 +223,7 @@ class LegionSession:
             runs = self.run(plan)
             err = max(relative_error(r.output, self.reference) for r in runs)
             self._single = (best, statistics.median(r.latency_ms for r in runs), err)
+            self._single_runs_ms = tuple(r.latency_ms for r in runs)
         return self._single
 
     # -- searches ---------------------------------------------------------------------------
@@ -368,6 +370,7 @@ class LegionSession:
             latencies_ms=tuple(r.latency_ms for r in runs),
             single_device=best,
             single_device_ms=single_ms,
+            single_latencies_ms=self._single_runs_ms,
             max_rel_error=err,
             profile=plan.spent,
             fast_forward_ms=self.fast_forward_ms(plan),

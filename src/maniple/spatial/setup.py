@@ -6,6 +6,8 @@ not, the link override applied or not). Here it is once:
 
 - `prepare` resolves the network (zoo name or `module:callable`), captures its graph and
   builds the cluster spec from `--devices` / `--emulate` with the link override applied;
+  before capturing it refuses an input or a board count this host cannot hold
+  (`maniple.devices.host_limits`, from the network's shapes alone);
 - `open_devices` opens them with the model loaded on each and warms every board up
   (two untimed whole-network runs, not counted: fresh boards run slower than settled ones);
 - `open_cache` gives the profile store's cache of spatial profiles for those devices.
@@ -27,8 +29,9 @@ from torch import nn
 
 from maniple import zoo
 from maniple.cluster import ClusterSpec, open_cluster, parse_shorthand, with_link
-from maniple.devices import DeviceHandle, ModelSpec
+from maniple.devices import DeviceHandle, ModelSpec, host_limits
 from maniple.graph import LayerGraph, capture
+from maniple.graph.memory import estimate_for_capture, estimate_graph
 from maniple.spatial.cache import CostCache, ProfileKey
 from maniple.spatial.measured import fast_forward, reference_input
 from maniple.spatial.profiler import whole_spatial_span
@@ -61,11 +64,20 @@ def prepare(
     link_mbps: float | None = 100.0,
     dilation: float | None = None,
     input_shape: tuple[int, int, int] | None = None,
+    timeout_s: float | None = None,
 ) -> SpatialSetup:
-    """Resolve `network`, capture it and describe the devices; see the module docstring."""
+    """Resolve `network`, capture it and describe the devices; see the module docstring.
+    `timeout_s` bounds how long a silent device is waited for (None: the default)."""
     module, shape, name = zoo.resolve(network, input_shape)
+    timeout = {} if timeout_s is None else {"timeout_s": timeout_s}
+    spec = with_link(
+        parse_shorthand(devices, emulate, None, dilation=dilation, **timeout), link_mbps
+    )
+    # limits before capture runs the network here and before any board starts
+    memory = estimate_for_capture(module, shape, name)
+    host_limits.check_forward(memory)
+    host_limits.check_boards(spec.devices, memory, ray_address=spec.ray_address)
     graph = capture(module, shape, name)
-    spec = with_link(parse_shorthand(devices, emulate, None, dilation=dilation), link_mbps)
     model = ModelSpec(network, input_shape=shape)
     if network not in zoo.names():
         model = model.with_weights(module)
@@ -95,7 +107,10 @@ def warm_up(
 @contextmanager
 def open_devices(setup: SpatialSetup, *, warm: bool = True) -> Iterator[list[DeviceHandle]]:
     """The devices of `setup`, open with the model loaded, warmed up; closed on exit."""
-    with open_cluster(setup.spec, setup.model, input_shape=setup.input_shape) as cluster:
+    memory = estimate_graph(setup.graph)
+    with open_cluster(
+        setup.spec, setup.model, input_shape=setup.input_shape, memory=memory
+    ) as cluster:
         handles = list(cluster)
         if warm:
             warm_up(handles, setup.graph, reference_input(setup.graph))

@@ -246,7 +246,14 @@ def _check_existing(path: Path) -> None:
     Read only: the header bytes, then the `meta` table through a read-only connection.
     A missing or empty file is fine (a new store is made there).
     """
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ManipleError(
+            f"profile store {str(path)[:120]!r}: {exc.strerror}; pass a usable file path "
+            "with --profile-db"
+        ) from None
+    if not exists:
         return
     if path.is_dir():
         raise ManipleError(

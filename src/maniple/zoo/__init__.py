@@ -10,7 +10,7 @@ torch.fx.symbolic_trace and uses only ops the layer graph understands.
 from __future__ import annotations
 
 from maniple.zoo.registry import ZooEntry, build, entry, input_shape, names
-from maniple.zoo.resolve import parse_input_shape, resolve
+from maniple.zoo.resolve import import_spec_module, parse_input_shape, resolve
 
 __all__ = [
     "ZooEntry",
@@ -19,5 +19,6 @@ __all__ = [
     "input_shape",
     "names",
     "parse_input_shape",
+    "import_spec_module",
     "resolve",
 ]

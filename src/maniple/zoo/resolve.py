@@ -20,6 +20,25 @@ from maniple.errors import ManipleError, UnknownNameError
 from maniple.zoo.registry import build, entry
 
 _SPEC_FORM = "a zoo name (see `maniple models`) or 'package.module:callable'"
+MAX_INPUT_SIDE = 65_536
+MAX_INPUT_VALUES = 2**28
+"""Absurd input sizes are refused as soon as they are read, before anything is built or
+allocated: no side over 65,536 and no image over 2^28 values (1 GiB in float32, e.g.
+3x9459x9459). Whether a smaller input fits this host is the memory check's to say
+(maniple.devices.host_limits)."""
+
+
+def check_input_size(values: tuple[int, int, int]) -> tuple[int, int, int]:
+    """`values` if within MAX_INPUT_SIDE and MAX_INPUT_VALUES, else a ManipleError."""
+    count = values[0] * values[1] * values[2]
+    if max(values) > MAX_INPUT_SIDE or count > MAX_INPUT_VALUES:
+        raise ManipleError(
+            f"input shape {','.join(map(str, values))} is {count:,} values per image "
+            f"({count * 4 / 2**30:,.1f} GiB in float32); maniple takes at most "
+            f"{MAX_INPUT_SIDE:,} per side and {MAX_INPUT_VALUES:,} values (1 GiB) per image; "
+            "use a smaller --input-shape, e.g. 3,224,224"
+        )
+    return values
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
@@ -34,7 +53,7 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
             f"bad input shape {text!r}: expected C,H,W as three positive integers "
             "separated by commas, e.g. 3,224,224"
         )
-    return values  # type: ignore[return-value]
+    return check_input_size(values)  # type: ignore[arg-type]
 
 
 def _check_shape(shape: Any) -> tuple[int, int, int]:
@@ -50,7 +69,7 @@ def _check_shape(shape: Any) -> tuple[int, int, int]:
             f"bad input shape {shape!r}: expected (C, H, W), three positive integers, "
             "e.g. (3, 224, 224)"
         )
-    return values  # type: ignore[return-value]
+    return check_input_size(values)  # type: ignore[arg-type]
 
 
 def resolve(
@@ -114,7 +133,7 @@ def _load_callable(spec: str) -> Any:
         raise ManipleError(
             f"bad model spec {spec!r}: expected {_SPEC_FORM}, e.g. 'mypkg.nets:build_net'"
         )
-    module = _import(spec, module_name)
+    module = import_spec_module(spec, module_name)
     obj: Any = module
     walked = module_name
     for attr in attr_path.split("."):
@@ -137,11 +156,13 @@ def _load_callable(spec: str) -> Any:
     return obj
 
 
-def _import(spec: str, module_name: str) -> Any:
+def import_spec_module(spec: str, module_name: str) -> Any:
     """Import `module_name`, retrying with the current directory on sys.path.
 
     Console-script entry points do not put the working directory on sys.path, but a
-    user who writes `mynet:build` next to `mynet.py` expects it to be found.
+    user who writes `mynet:build` next to `mynet.py` expects it to be found. Every path
+    that imports a module spec (here, and `ModelSpec` in a worker) goes through this, so
+    that every command finds the same modules.
     """
     try:
         return importlib.import_module(module_name)
