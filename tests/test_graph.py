@@ -100,11 +100,11 @@ def test_bad_input_shape() -> None:
 runner = CliRunner()
 
 
-def test_cli_models_lists_eleven() -> None:
+def test_cli_models_lists_the_zoo() -> None:
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
     models = json.loads(result.output)["models"]
-    assert len(models) == 11 and {m["name"] for m in models} == set(zoo.names())
+    assert len(models) == len(zoo.names()) >= 16 and {m["name"] for m in models} == set(zoo.names())
 
 
 @pytest.mark.parametrize(("name", "count"), sorted(EXPECTED_UNITS.items()))
@@ -130,3 +130,31 @@ def test_cli_inspect_module_spec() -> None:
     result = runner.invoke(app, ["inspect", "nets:odd_ops", "--input-shape", "3,40,40", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["input_shape"] == [3, 40, 40]
+
+
+MODERN = (
+    "efficientnet-b0",
+    "mobilenet-v3-large",
+    "regnety-400mf",
+    "convnext-tiny",
+    "shufflenet-v2",
+)
+
+
+def test_nine_tenths_of_every_zoo_network_splits_by_rows(graphs: dict) -> None:
+    for name, g in graphs.items():
+        assert g.spatial_macs_fraction >= 0.9, (name, g.spatial_macs_fraction)
+    expected_syncs = {"efficientnet-b0": 16, "mobilenet-v3-large": 8, "regnety-400mf": 16}
+    for name in MODERN:
+        assert len(graphs[name].sync_points) == expected_syncs.get(name, 0), name
+        stop = graphs[name].spatial_stop
+        assert stop is not None and stop.kind in ("adaptiveavgpool2d", "mean"), (name, stop)
+
+
+def test_inspect_json_names_sync_points_and_the_stop() -> None:
+    result = runner.invoke(app, ["inspect", "efficientnet-b0", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["spatial_macs_fraction"] >= 0.9 and len(info["sync_points"]) == 16
+    assert {"name", "kind", "module", "unit"} <= set(info["sync_points"][0])
+    assert info["spatial_stop"]["kind"] == "adaptiveavgpool2d"

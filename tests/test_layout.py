@@ -52,7 +52,7 @@ WING_STAGES = {
     "maniple.spatial": [
         ["costs"],
         ["flc", "plan_checks", "plan", "planners", "bands", "peer_costs"],
-        ["schedule", "schedule_text", "schedule_peer"],
+        ["schedule", "schedule_checks", "schedule_text", "schedule_peer"],
         ["profiler", "cache"],
         ["runtimes"],
         ["measured", "peer_setup", "session", "setup"],

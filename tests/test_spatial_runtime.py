@@ -195,5 +195,5 @@ def test_warm_up_runs_the_whole_spatial_part_in_fast_forward(session) -> None:
     rows = session.graph.units[last].out_shape[2]
     for h in handles:
         assert [s[:3] for s in h.spans] == [(0, last, (0, rows))] * 2
-        assert all(s[4] == {"link": False} for s in h.spans)
+        assert all(s[4] == {"link": False, "solo": True} for s in h.spans)
         assert h.fast_forward == [True, False]  # on for the runs, off again after

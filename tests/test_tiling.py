@@ -164,3 +164,13 @@ def test_more_devices_than_rows_go_to_the_fastest() -> None:
 def test_stitch_skips_empty_bands() -> None:
     a, empty = torch.ones(1, 2, 3, 4), torch.ones(1, 2, 0, 4)
     assert stitch([a, empty, a]).shape == (1, 2, 6, 4)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["efficientnet-b0", "mobilenet-v3-large", "regnety-400mf", "convnext-tiny", "shufflenet-v2"],
+)
+def test_modern_zoo_networks_split_exactly_over_six_devices(name: str) -> None:
+    """Sync points, LayerNorm on NHWC, channel shuffles: random cuts, six devices."""
+    result = verify_split(graph(name), trials=3, devices=6, seed=7)
+    assert result.ok, result.to_json()["worst"]

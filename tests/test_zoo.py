@@ -23,7 +23,9 @@ from torch import nn
 from maniple import zoo
 from maniple.errors import ManipleError, UnknownNameError
 
-EXPECTED_NAMES = [
+# The seeds' eleven networks, then the five later ones (tests/test_zoo_modern.py has
+# their torchvision parameter counts and more checks).
+SEED_NAMES = [
     "mobilenet",
     "squeezenet_v1.0",
     "squeezenet_v1.1",
@@ -36,10 +38,19 @@ EXPECTED_NAMES = [
     "densenet-121",
     "yolov2",
 ]
+MODERN_NAMES = [
+    "efficientnet-b0",
+    "mobilenet-v3-large",
+    "regnety-400mf",
+    "convnext-tiny",
+    "shufflenet-v2",
+]
+EXPECTED_NAMES = SEED_NAMES + MODERN_NAMES
 
 # Published multiply-accumulates at the design resolution: torchvision's model docs
-# ("GFLOPS" there are MACs), MobileNet v1's paper (569 M), and for YOLOv2 Darknet's
-# 29.47 BFLOPs (= 2 x MACs) for the 80-class head, less the smaller 125-channel 1x1 conv.
+# ("GFLOPS" there are MACs), MobileNet v1's paper (569 M), ShuffleNet v2's paper (146 M;
+# torchvision rounds to 0.14), and for YOLOv2 Darknet's 29.47 BFLOPs (= 2 x MACs) for
+# the 80-class head, less the smaller 125-channel 1x1 conv.
 REFERENCE_GMACS = {
     "mobilenet": 0.569,
     "squeezenet_v1.0": 0.82,
@@ -52,9 +63,16 @@ REFERENCE_GMACS = {
     "vgg-19": 19.63,
     "densenet-121": 2.83,
     "yolov2": 14.68,
+    "efficientnet-b0": 0.39,
+    "mobilenet-v3-large": 0.22,
+    "regnety-400mf": 0.40,
+    "convnext-tiny": 4.46,
+    "shufflenet-v2": 0.146,
 }
 
-# What the layer graph understands; the zoo must stay within it.
+# What the layer graph understood for the seed networks, which must stay within it (the
+# later networks add SiLU, Hardswish, LayerNorm, GELU, products, permutes, channel splits
+# and shuffles; tests/test_zoo_modern.py traces those).
 ALLOWED_MODULES = (
     nn.Conv2d,
     nn.BatchNorm2d,
@@ -99,8 +117,8 @@ def _count_macs(model: nn.Module, x: torch.Tensor) -> int:
             kh, kw = module.kernel_size
             per_output = module.in_channels // module.groups * kh * kw
             total += out[0].numel() * per_output
-        elif isinstance(module, nn.Linear):
-            total += module.in_features * module.out_features
+        elif isinstance(module, nn.Linear):  # once per position (ConvNeXt: per pixel)
+            total += out[0].numel() * module.in_features
 
     handles = [
         m.register_forward_hook(hook)
@@ -132,7 +150,7 @@ def _same_weights(a: nn.Module, b: nn.Module) -> bool:
 # --- registry -------------------------------------------------------------------------
 
 
-def test_names_are_the_seed_names_in_order() -> None:
+def test_names_are_the_seed_names_then_the_later_ones() -> None:
     assert zoo.names() == EXPECTED_NAMES
 
 
@@ -172,7 +190,7 @@ def test_builds_and_runs(name: str) -> None:
     assert 1e-3 < y.std().item() < 1e3
 
 
-@pytest.mark.parametrize("name", EXPECTED_NAMES)
+@pytest.mark.parametrize("name", SEED_NAMES)
 def test_fx_traceable_with_only_known_ops(name: str) -> None:
     model = _built(name)
     traced = torch.fx.symbolic_trace(model)

@@ -117,10 +117,12 @@ def register(app: typer.Typer) -> None:
         input_shape: InputShapeOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
-        """Show a network's units (what fused groups are made of) and its tail."""
-        from maniple.graph.describe import describe_graph
+        """Show a network's units (what fused groups are made of), its sync points, where
+        the spatial part stops, and its tail."""
+        from maniple.graph.describe import describe_graph, stop_note
 
-        info = describe_graph(_load_graph(network, input_shape))
+        graph = _load_graph(network, input_shape)
+        info = describe_graph(graph)
         if json_out:
             print_json(info)
             return
@@ -141,8 +143,17 @@ def register(app: typer.Typer) -> None:
                 f"{u['macs'] / 1e6:.1f}",
             )
         console.print(table)
+        syncs = info["sync_points"]
+        if syncs:
+            console.print(
+                f"{len(syncs)} sync point(s), where each device reduces its own rows and all "
+                f"combine a few numbers per channel: "
+                + ", ".join(f"{p['name']} (unit {p['unit']})" for p in syncs),
+                markup=False,
+            )
+        console.print(stop_note(graph), markup=False)
         tail = ", ".join(f"{t['kind']} ({t['module']})" for t in info["tail"]) or "(none)"
-        console.print(f"tail, run whole on one device: {tail}")
+        console.print(f"tail, run whole on one device: {tail}", markup=False)
 
     @app.command("verify")
     def verify_command(

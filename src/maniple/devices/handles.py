@@ -102,9 +102,36 @@ class DeviceHandle(ABC):
         *,
         link: bool = True,
         concurrent: int = 1,
-    ) -> Call[tuple[torch.Tensor, CallTiming]]:
+        solo: bool = False,
+        peers: tuple[str, ...] = (),
+    ) -> Call[tuple[Any, CallTiming]]:
+        """Start `Worker.run_span`. A span with sync points answers its first partial
+        (continue with `submit_resume`) unless `solo` (profiling: its own partials) or
+        `peers` (swapped with them mid-call, `prepare_swap` first)."""
         return self._submit(
-            "run_span", first, last, tuple(out_rows), x_band, link=link, concurrent=concurrent
+            "run_span",
+            first,
+            last,
+            tuple(out_rows),
+            x_band,
+            link=link,
+            concurrent=concurrent,
+            solo=solo,
+            peers=tuple(peers),
+        )
+
+    def submit_resume(
+        self,
+        first: int,
+        last: int,
+        out_rows: tuple[int, int],
+        combined: Any,
+        *,
+        concurrent: int = 1,
+    ) -> Call[tuple[Any, CallTiming]]:
+        """Start `Worker.resume_span`: the next phase of a span paused at a sync point."""
+        return self._submit(
+            "resume_span", first, last, tuple(out_rows), combined, concurrent=concurrent
         )
 
     transport = "none"
@@ -112,9 +139,10 @@ class DeviceHandle(ABC):
     'local' (threads of this process) or 'ray' (object references); a peer schedule runs
     on devices of one transport."""
 
-    def submit_step(self, order: StepOrder, pieces: Sequence[Any]) -> StepCall:
+    def submit_step(self, order: StepOrder, pieces: Sequence[Any], phase: int = 0) -> StepCall:
         """Start one step of a peer schedule (`Worker.run_step`). `pieces` are `Piece`s from
-        the coordinator or tokens from other steps' `StepCall.pieces` of this transport."""
+        the coordinator or tokens from other steps' `StepCall.pieces` of this transport
+        (after phase 0 of a step with sync points: its peers' partials)."""
         raise ManipleError(f"device {self.name!r} cannot run peer steps; use the star runtime")
 
     def submit_transfer(self, nbytes: int, *, concurrent: int = 1) -> Call[CallTiming]:
@@ -298,7 +326,7 @@ class LocalHandle(DeviceHandle):
 
     transport = "local"
 
-    def submit_step(self, order: StepOrder, pieces: Sequence[Any]) -> StepCall:
+    def submit_step(self, order: StepOrder, pieces: Sequence[Any], phase: int = 0) -> StepCall:
         if self._pool is None:
             raise ManipleError(f"device {self.name!r} is closed")
         worker, timeout = self._worker, self.timeout_s
@@ -306,10 +334,10 @@ class LocalHandle(DeviceHandle):
         def run() -> tuple[Any, float]:
             given = [p.get(timeout) if isinstance(p, LocalPiece) else p for p in pieces]
             t0 = time.perf_counter()
-            value = worker.run_step(order, *given)
+            value = worker.run_step(order, *given, phase=phase)
             return value, (time.perf_counter() - t0) * 1e3
 
-        return LocalStepCall(self._pool.submit(run), self.name, len(order.dests))
+        return LocalStepCall(self._pool.submit(run), self.name, order.outputs(phase))
 
     def close(self) -> None:
         if self._pool is not None:

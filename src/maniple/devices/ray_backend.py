@@ -350,13 +350,14 @@ class RayHandle(DeviceHandle):
 
     transport = "ray"
 
-    def submit_step(self, order: StepOrder, pieces: Sequence[Any]) -> StepCall:
+    def submit_step(self, order: StepOrder, pieces: Sequence[Any], phase: int = 0) -> StepCall:
         """The step as an actor call whose pieces are object references: passed to the next
         steps as arguments, Ray moves them worker to worker, never through this process."""
         check_usable(self)
         t0 = time.perf_counter()
-        n_out = len(order.dests)
-        refs = self._actor.run_step.options(num_returns=1 + n_out).remote(order, *pieces)
+        n_out = order.outputs(phase)
+        method = self._actor.run_step.options(num_returns=1 + n_out)
+        refs = method.remote(order, *pieces, phase=phase)
         refs = refs if isinstance(refs, list) else [refs]
         return RayStepCall(self, RayCall(self, "run_step", refs[0], t0), refs[1:])
 

@@ -46,6 +46,12 @@ class StepOrder:
     dests, send_rows: who gets each piece of its output it returns, and their rows.
     concurrent: transfers that share the coordinator's link at once (scatter and gather).
     compress: encode the pieces it sends losslessly (maniple.devices.wire_codec).
+    syncs: sync points the span meets; the step then runs in syncs + 1 phases, each after
+        the first taking every peer's partial of the one before.
+    peers: the devices of the group in device order (whose partials are combined), itself
+        included.
+    swap: the devices swap their partials themselves, mid-call (`sync_exchange`): one
+        call per step, as without sync points.
     """
 
     first: int
@@ -59,7 +65,15 @@ class StepOrder:
     send_rows: tuple[Band, ...]
     concurrent: int = 1
     compress: bool = False
+    syncs: int = 0
+    peers: tuple[str, ...] = ()
+    swap: bool = False
     schema: str = STEP_SCHEMA
+
+    def outputs(self, phase: int) -> int:
+        """Pieces the call of `phase` returns: one partial before the last phase, then
+        one piece per destination."""
+        return 1 if phase < self.syncs and not self.swap else len(self.dests)
 
     def check(self, device: str) -> None:
         """Refuse an order that does not hang together, naming the device and the field."""
@@ -172,6 +186,30 @@ def held_rows(held: tuple[Band, torch.Tensor] | None, rows: Band, device: str) -
     return held[1][:, :, rows[0] - lo : rows[1] - lo]
 
 
+def step_input(
+    order: StepOrder,
+    pieces: Sequence[Piece],
+    own: torch.Tensor | None,
+    device: torch.device,
+    name: str,
+) -> torch.Tensor:
+    """Open the pieces and stitch them with the rows kept (`own`): the span's input."""
+    parts = [
+        (rows, open_piece(p, rows, name, src))
+        for p, rows, src in zip(pieces, order.piece_rows, order.sources, strict=True)
+    ]
+    kept = None if own is None or order.own_rows is None else (order.own_rows, own)
+    return assemble(order.in_rows, kept, parts, name).to(device)
+
+
+def cut_pieces(order: StepOrder, y: torch.Tensor, name: str) -> list[Piece]:
+    """The pieces of the step's output `y` to send, one per destination."""
+    lo = order.out_rows[0]
+    return [
+        make_piece(name, r, y[:, :, r[0] - lo : r[1] - lo], order.compress) for r in order.send_rows
+    ]
+
+
 def compute_step(
     order: StepOrder,
     pieces: Sequence[Piece],
@@ -182,17 +220,24 @@ def compute_step(
 ) -> tuple[torch.Tensor, list[Piece]]:
     """Open the pieces, stitch them with the rows kept (`own`), run the span and cut the
     pieces to send: (the step's output on `device`, its pieces), all on the board's clock."""
-    parts = [
-        (rows, open_piece(p, rows, name, src))
-        for p, rows, src in zip(pieces, order.piece_rows, order.sources, strict=True)
-    ]
-    kept = None if own is None or order.own_rows is None else (order.own_rows, own)
-    y = program(assemble(order.in_rows, kept, parts, name).to(device))
-    lo = order.out_rows[0]
-    out = [
-        make_piece(name, r, y[:, :, r[0] - lo : r[1] - lo], order.compress) for r in order.send_rows
-    ]
-    return y, out
+    y = program(step_input(order, pieces, own, device, name))
+    return y, cut_pieces(order, y, name)
+
+
+def make_partial(source: str, t: torch.Tensor) -> Piece:
+    """A sync point's partial reduction as a piece (rows (0, 0): it holds no rows)."""
+    return Piece(source, (0, 0), pack(t.detach().to("cpu").contiguous().numpy(), False))
+
+
+def open_partial(p: object, device: str, source: str) -> torch.Tensor:
+    """The partial a piece carries, after checking it is one."""
+    if not isinstance(p, Piece) or p.schema != PIECE_SCHEMA or tuple(p.rows) != (0, 0):
+        raise ManipleError(
+            f"device {device!r}: expected the partial reduction of a sync point from "
+            f"{source!r}, got {type(p).__name__}; the schedule and its runtime disagree"
+        )
+    a = unpack(p.data)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 @dataclass

@@ -26,17 +26,12 @@ from torch import nn
 from maniple.devices.emulated import BoardClock, ComputeTimes
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec, parse_device
+from maniple.devices.peer_steps import PeerSteps
 from maniple.devices.step import (
     LinkBytes,
     Piece,
-    StepOrder,
-    charge_in,
-    charge_out,
-    compute_step,
-    fetch,
-    kept_rows,
-    share,
 )
+from maniple.devices.sync_phases import SyncPhases
 from maniple.devices.timing import CallTiming, WorkerInfo
 from maniple.devices.wire import _synchronize, from_wire, to_wire
 from maniple.errors import ManipleError
@@ -48,7 +43,7 @@ SpanKey = tuple[int, int, tuple[int, int], tuple[int, ...]]
 T = TypeVar("T")
 
 
-class Worker:
+class Worker(PeerSteps, SyncPhases):
     """Runs a model on one device. Thread-safe: calls are serialised by a lock.
 
     device:  a DeviceSpec or name; computation happens on `spec.torch_device`
@@ -88,6 +83,8 @@ class Worker:
         self._spans: dict[SpanKey, Callable[[torch.Tensor], torch.Tensor]] = {}
         self._fastest: dict[Hashable, float] = {}  # emulated: least CPU ms per piece of work
         self._held: tuple[int, tuple[int, int], torch.Tensor] | None = None  # peer: kept output
+        self._paused: dict = {}  # spans waiting at a sync point (sync_phases.py)
+        self._exchange: Any = None  # how partials are swapped mid-call (sync_exchange.py)
         self._link_bytes = LinkBytes()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
@@ -188,14 +185,28 @@ class Worker:
         *,
         link: bool = True,
         concurrent: int = 1,
-    ) -> tuple[torch.Tensor | np.ndarray, CallTiming]:
+        solo: bool = False,
+        peers: tuple[str, ...] = (),
+    ) -> tuple[torch.Tensor | np.ndarray | Piece, CallTiming]:
         """Units first..last on an input row band, giving output rows out_rows=(a, b).
         The band program (maniple.tiling.SpanProgram) is built on first use and cached per
-        (first, last, out_rows, band shape)."""
+        (first, last, out_rows, band shape).
+
+        A span with sync points stops at the first one and returns this band's partial
+        (continue with `resume_span`), unless `solo`: then each sync point takes this band's
+        partial alone, the same work (what profiling times) but exact only on the whole map.
+        With `peers` (the group's devices, in order) the partials are swapped with them
+        mid-call instead, and the call returns the output band.
+        """
         out_rows = (int(out_rows[0]), int(out_rows[1]))
         key = (first, last, out_rows, tuple(x_band.shape))
         program = self._span_program(*key)
-        return self._timed("span", x_band, program, link, concurrent, ("span", *key))
+        if program.sync_points and peers and not solo:
+            return self._timed("span", x_band, None, link, concurrent, ("span", *key), peers)
+        if program.sync_points and not solo:
+            return self._start_synced(program, x_band, link, concurrent, ("span", *key))
+        fn = program.run_solo if program.sync_points else program
+        return self._timed("span", x_band, fn, link, concurrent, ("span", *key))
 
     def transfer(self, nbytes: int, *, concurrent: int = 1, payload: Any = None) -> CallTiming:
         """Charge `nbytes` to the link: on an emulated board, sleep the dilated link time;
@@ -224,60 +235,6 @@ class Worker:
                 end_s=time.time(),
                 pid=os.getpid(),
             )
-
-    def run_step(self, order: StepOrder, *pieces: Piece) -> tuple[Any, ...]:
-        """One group of a peer schedule: take the rows `order.own_rows` from the output this
-        device kept from its previous step, add the pieces others sent, run the span, keep
-        its output, and return (timing, *pieces for `order.dests`).
-
-        On an emulated board the wait for the pieces is charged to its link first (the
-        coordinator's scatter shares the coordinator's link; peers' pieces cost the slower
-        of this board's downlink and the senders' uplinks), the decode, the span and the
-        encode of what it sends are its compute, and bands it returns to the coordinator
-        cost its link afterwards. Pieces to other devices leave at once: their link time
-        travels with them (`Piece.up_ms`) and is paid by the receiver's wait.
-        """
-        order.check(self.spec.name)
-        if len(pieces) != len(order.sources):
-            raise ManipleError(
-                f"device {self.spec.name!r}: the step expects {len(order.sources)} pieces, "
-                f"got {len(pieces)}"
-            )
-        key = (
-            "step",
-            order.first,
-            order.last,
-            order.out_rows,
-            order.in_rows,
-            order.own_rows,
-            order.piece_rows,
-            order.send_rows,
-            order.compress,
-        )
-        with self._lock:
-            self._apply_threads()
-            clock, name = self.clock, self.spec.name
-            if self.numpy_out:  # in a Ray actor: rows from peers come by reference
-                pieces = tuple(fetch(pieces))  # before the clock: Ray's time, counted whole
-            start, w0 = time.time(), time.perf_counter()
-            link_ms = charge_in(clock, order, pieces, self._link_bytes)
-            # keyed by the input rows (the band's shape follows from them)
-            program = self._span_program(order.first, order.last, order.out_rows, order.in_rows)
-
-            def compute() -> tuple[torch.Tensor, list[Piece]]:
-                own = kept_rows(self._held, order, name)
-                with torch.inference_mode():
-                    out = compute_step(order, pieces, own, program, self.device, name)
-                    _synchronize(self.device)
-                    return out
-
-            (y, out), times = self._measure(compute, key)
-            self._held = (order.last, order.out_rows, y)
-            out, out_ms = charge_out(clock, order, out, self._link_bytes)
-            timing = self._timing("step", times, link_ms + out_ms, start, w0)
-            if self.numpy_out:  # after the clock, as fetch is before it
-                out = share(out, order.dests)
-            return (timing, *out)
 
     def link_bytes(self, reset: bool = False) -> dict[str, dict[str, int]]:
         """Bytes this device's link carried under the peer runtime, by peer: {'sent': {dest:
@@ -323,10 +280,11 @@ class Worker:
         self,
         op: str,
         x: torch.Tensor | np.ndarray,
-        fn: Callable[[torch.Tensor], torch.Tensor],
+        fn: Callable[[torch.Tensor], torch.Tensor] | None,
         link: bool,
         concurrent: int,
-        key: Hashable,
+        key: Any,
+        peers: tuple[str, ...] = (),
     ) -> tuple[torch.Tensor | np.ndarray, CallTiming]:
         if isinstance(x, np.ndarray):
             x = from_wire(x)
@@ -344,11 +302,16 @@ class Worker:
 
             def compute() -> torch.Tensor:
                 with torch.inference_mode():
-                    y = fn(x.to(self.device))
+                    y = fn(x.to(self.device))  # type: ignore[misc]
                     _synchronize(self.device)
                     return y.to("cpu")
 
-            y, times = self._measure(compute, key)
+            if peers:  # a span with sync points, partials swapped with its peers mid-call
+                program = self._span_program(*key[1:])
+                run, times, swap_ms = self._run_swapping(program, x.to(self.device), peers, key)
+                y, link_ms = run.output.to("cpu"), link_ms + swap_ms
+            else:
+                y, times = self._measure(compute, key)
             if clock is not None and link:
                 link_ms += clock.link(y.numel() * y.element_size(), concurrent)
             timing = self._timing(op, times, link_ms, start, w0)

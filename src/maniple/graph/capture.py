@@ -13,13 +13,14 @@ from dataclasses import replace
 
 import torch
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from maniple.errors import ManipleError
 from maniple.graph.halo import halo
-from maniple.graph.ops import OpInfo, classify, module_path
+from maniple.graph.layout import NodeLayout, node_layouts
+from maniple.graph.ops import module_path
 from maniple.graph.types import LayerGraph, LayerNode, TraceError, Unit
 from maniple.graph.units import find_units
+from maniple.graph.values import RecordedValues, record_values
 
 # torch.fx patches nn.Module.__call__ for the whole process while it traces, so two threads
 # tracing at once (two local devices building their band programs) corrupt each other.
@@ -38,38 +39,26 @@ def _trace(module: nn.Module) -> fx.GraphModule:
         ) from exc
 
 
-def _tensor_inputs(node: fx.Node) -> tuple[str, ...]:
+def _tensor_inputs(node: fx.Node, layouts: dict[str, NodeLayout]) -> tuple[str, ...]:
+    """The node's tensor inputs: not constants, not shape values (a shape read's value is
+    fixed at capture, so it keeps no tensor alive)."""
+    if layouts[node.name].role == "meta":
+        return ()
     names: list[str] = []
     for a in node.all_input_nodes:
-        if a.op != "get_attr" and a.name not in names:
+        if a.op != "get_attr" and layouts[a.name].role != "meta" and a.name not in names:
             names.append(a.name)
     return tuple(names)
 
 
-def _shape_of(node: fx.Node) -> tuple[tuple[int, ...] | None, int]:
-    meta = node.meta.get("tensor_meta")
-    if meta is None or not hasattr(meta, "shape"):
-        return None, 0
-    shape = tuple(int(s) for s in meta.shape)
-    numel = 1
-    for s in shape:
-        numel *= s
-    return shape, numel * torch.empty((), dtype=meta.dtype).element_size()
-
-
-def _macs(node: fx.Node, modules: dict[str, nn.Module], out_shape: tuple[int, ...] | None) -> int:
-    if node.op != "call_module" or out_shape is None:
-        return 0
-    m = modules[str(node.target)]
-    numel = 1
-    for s in out_shape:
-        numel *= s
-    if isinstance(m, nn.Conv2d):
-        kh, kw = m.kernel_size
-        return numel * (m.in_channels // m.groups) * kh * kw
-    if isinstance(m, nn.Linear):
-        return numel * m.in_features
-    return 0
+def _record(gm: fx.GraphModule, sample: torch.Tensor, module: nn.Module) -> RecordedValues:
+    try:
+        return record_values(gm, sample)
+    except Exception as exc:  # the model's own forward failed at this input
+        raise ManipleError(
+            f"{type(module).__name__} fails on a (1, {', '.join(map(str, sample.shape[1:]))}) "
+            f"input: {type(exc).__name__}: {exc}. Give the input shape the model was built for"
+        ) from exc
 
 
 def capture(
@@ -77,7 +66,8 @@ def capture(
 ) -> LayerGraph:
     """Trace `module` and build its layer graph for a (C, H, W) input.
 
-    Shapes come from one forward pass of a batch-1 zero tensor on the CPU in float32.
+    Shapes (and the values of shape reads and checks) come from one forward pass of a
+    batch-1 zero tensor on the CPU in float32.
     """
     if len(input_shape) != 3 or any(int(s) <= 0 for s in input_shape):
         raise ManipleError(
@@ -88,12 +78,14 @@ def capture(
         gm = _trace(module)
         modules = dict(gm.named_modules())
         sample = torch.zeros(1, *input_shape)
-        with torch.no_grad():
-            ShapeProp(gm).propagate(sample)
+        values = _record(gm, sample, module)
+    layouts = node_layouts(gm, modules, values)
     nodes: list[LayerNode] = []
     for i, node in enumerate(gm.graph.nodes):
-        info: OpInfo = classify(node, modules)
-        out_shape, out_bytes = _shape_of(node)
+        lay = layouts[node.name]
+        info = lay.info
+        out_shape = values.shapes.get(node.name)
+        out_bytes = values.nbytes.get(node.name, 0)
         nodes.append(
             LayerNode(
                 index=i,
@@ -101,20 +93,24 @@ def capture(
                 op=node.op,
                 target=str(node.target) if node.op != "call_function" else _fn_name(node.target),
                 kind=info.kind,
-                role=info.role,
-                inputs=_tensor_inputs(node),
+                role=lay.role,
+                inputs=_tensor_inputs(node, layouts),
                 module_path=module_path(node),
                 out_shape=out_shape,
-                macs=_macs(node, modules, out_shape),
+                macs=values.macs.get(node.name, 0),
                 out_bytes=out_bytes,
                 rowmap=info.rowmap,
                 window=info.window,
+                row_dim=lay.row_dim,
+                sync=lay.sync,
             )
         )
-    _check_row_local_shapes(nodes)
     graph_name = name or type(module).__name__
     units, tail = find_units(nodes, graph_name)
-    graph = LayerGraph(gm, tuple(int(s) for s in input_shape), nodes, units, tail, graph_name)
+    static = {n.name: values.static[n.name] for n in nodes if n.role == "meta"}
+    graph = LayerGraph(
+        gm, tuple(int(s) for s in input_shape), nodes, units, tail, graph_name, static
+    )
     graph.units[:] = [_with_row_features(graph, u) for u in graph.units]
     return graph
 
@@ -135,25 +131,3 @@ def _with_row_features(graph: LayerGraph, unit: Unit) -> Unit:
 
 def _fn_name(target: object) -> str:
     return getattr(target, "__name__", str(target))
-
-
-def _check_row_local_shapes(nodes: list[LayerNode]) -> None:
-    """Demote to tail any 'row' node whose tensors are not 4-D maps of matching height.
-
-    An add of a full-height constant, or a broadcast along rows, is not row-local even if
-    the op usually is; the first such node ends the spatial part.
-    """
-    by_name = {n.name: n for n in nodes}
-    for i, n in enumerate(nodes):
-        if n.role != "row" or n.op == "placeholder":
-            continue
-        ok = n.out_shape is not None and len(n.out_shape) == 4
-        if ok and n.rowmap is not None and n.rowmap.kind == "identity":
-            for inp in n.inputs:
-                shape = by_name[inp].out_shape
-                if shape is None or len(shape) != 4 or shape[2] not in (1, n.out_shape[2]):
-                    ok = False
-                elif shape[2] == 1 and n.out_shape[2] != 1:
-                    ok = False  # broadcast along rows: each band would need the same row
-        if not ok:
-            nodes[i] = LayerNode(**{**n.__dict__, "role": "tail"})

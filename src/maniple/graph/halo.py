@@ -14,14 +14,24 @@ from dataclasses import dataclass
 from maniple.errors import ManipleError
 from maniple.graph.types import LayerGraph
 
+GLOBAL_ROWS = (0, 0)
+"""The `out_rows` of a global node and the `in_rows` of a global input: no rows, the whole
+value (every device holds the same)."""
+
 
 @dataclass(frozen=True)
 class NodeBand:
-    """Rows one node computes, the rows of each input it reads, and border padding."""
+    """Rows one node computes, the rows of each input it reads, and border padding.
+
+    A sync point computes no rows (`GLOBAL_ROWS`); its `in_rows` are the rows of its input
+    this band owns and reduces, so that across the bands of a group every row is reduced
+    exactly once, halo rows never twice.
+    """
 
     out_rows: tuple[int, int]
     in_rows: tuple[tuple[int, int], ...]
     pad: tuple[int, int] = (0, 0)
+    is_global: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,17 +88,38 @@ def halo(graph: LayerGraph, first: int, last: int, out_rows: tuple[int, int]) ->
     names = span_nodes(graph, first, last)
     span_input = graph.units[first].input
     required: dict[str, tuple[int, int]] = {graph.units[last].output: out_rows}
+    wanted: set[str] = set()  # global values (and sync points) something in the span reads
     bands: dict[str, NodeBand] = {}
+    out_height = graph.units[last].out_shape[2]
     for name in reversed(names):
+        node = graph.node(name)
+        if node.role in ("global", "sync"):
+            if name not in wanted:
+                continue
+            if node.role == "sync":
+                x = node.inputs[0]
+                owned = _owned_rows(out_rows, out_height, graph.node(x).height)
+                old = required.get(x)
+                if owned[0] < owned[1]:  # a band may own none of a small map's rows
+                    required[x] = owned if old is None else _hull(old, owned)
+                bands[name] = NodeBand(GLOBAL_ROWS, (owned,), is_global=True)
+            else:
+                wanted.update(node.inputs)
+                ins = tuple(GLOBAL_ROWS for _ in node.inputs)
+                bands[name] = NodeBand(GLOBAL_ROWS, ins, is_global=True)
+            continue
         if name not in required:
             continue  # dead inside the span: nothing downstream reads it
-        node = graph.node(name)
         rows = required[name]
         rowmap = node.rowmap
         assert rowmap is not None, f"{name} is in a unit but has no row map"
         in_rows: list[tuple[int, int]] = []
         pad = (0, 0)
         for inp in node.inputs:
+            if graph.node(inp).role in ("global", "sync"):
+                wanted.add(inp)
+                in_rows.append(GLOBAL_ROWS)
+                continue
             in_height = graph.node(inp).height
             (lo, hi), p = rowmap.needed_clamped(rows, in_height)
             if rowmap.kind == "window":
@@ -99,6 +130,17 @@ def halo(graph: LayerGraph, first: int, last: int, out_rows: tuple[int, int]) ->
         bands[name] = NodeBand(rows, tuple(in_rows), pad)
     ordered = tuple((n, bands[n]) for n in names if n in bands)
     return HaloPlan(first, last, out_rows, span_input, required[span_input], ordered)
+
+
+def _hull(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return (min(a[0], b[0]), max(a[1], b[1]))
+
+
+def _owned_rows(out_rows: tuple[int, int], out_height: int, height: int) -> tuple[int, int]:
+    """Rows of a sync point's input that the band `out_rows` of the span's output owns:
+    the same share of the map, so the bands of a group own every row exactly once."""
+    a, b = out_rows
+    return (a * height // out_height, b * height // out_height)
 
 
 def rows_needed(graph: LayerGraph, k: int, j: int, out_rows: tuple[int, int]) -> tuple[int, int]:

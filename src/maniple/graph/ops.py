@@ -20,7 +20,7 @@ from torch import fx, nn
 from maniple.errors import ManipleError
 from maniple.graph.rowmap import RowMap
 
-Role = Literal["row", "tail"]
+Role = Literal["row", "tail", "sync", "global", "meta"]
 WindowKind = Literal["conv", "max", "avg"]
 
 

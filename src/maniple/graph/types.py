@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, Literal
 
 from torch import fx
 
@@ -18,6 +19,25 @@ from maniple.graph.rowmap import RowMap
 
 class TraceError(ManipleError):
     """torch.fx could not trace the module."""
+
+
+Reduce = Literal["sum", "mean", "max"]
+
+
+@dataclass(frozen=True)
+class SyncInfo:
+    """A reduction over rows inside the spatial part (squeeze-and-excitation's global pool).
+
+    Each device reduces only the rows of its input it owns, the partial results (a few
+    numbers per channel) are combined across devices, and every device then continues with
+    the same values. `dims` are the reduced dims of the input (the row dim among them),
+    `count` the elements each output value reduces over in the whole map (for the mean).
+    """
+
+    reduce: Reduce
+    dims: tuple[int, ...]
+    keepdim: bool
+    count: int
 
 
 @dataclass(frozen=True)
@@ -37,12 +57,16 @@ class LayerNode:
     out_bytes: int
     rowmap: RowMap | None = None
     window: Window | None = None
+    row_dim: int = 2
+    """The dim of this node's output that holds the map's rows: 2 for NCHW, 1 after a
+    permute to NHWC (ConvNeXt's LayerNorm and Linear run there)."""
+    sync: SyncInfo | None = None
 
     @property
     def height(self) -> int:
-        """Rows of this node's output (dim 2), for 4-D outputs."""
-        assert self.out_shape is not None and len(self.out_shape) == 4, self.name
-        return self.out_shape[2]
+        """Rows of this node's output (along `row_dim`)."""
+        assert self.out_shape is not None and len(self.out_shape) > self.row_dim, self.name
+        return self.out_shape[self.row_dim]
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,9 @@ class LayerGraph:
     units: list[Unit]
     tail: list[LayerNode]
     name: str = "model"
+    static_values: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Values of the nodes that compute no tensor (shape reads, shape checks, int
+    arithmetic), taken at capture from the static shapes (role 'meta')."""
     _by_name: dict[str, LayerNode] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +124,30 @@ class LayerGraph:
         return sum(n.macs for n in self.nodes)
 
     @property
+    def spatial_macs(self) -> int:
+        return sum(u.macs for u in self.units)
+
+    @property
+    def spatial_macs_fraction(self) -> float:
+        """MACs of the spatial part over all MACs (1.0 for a network with no MACs)."""
+        total = self.macs
+        return self.spatial_macs / total if total else 1.0
+
+    @property
+    def sync_points(self) -> tuple[str, ...]:
+        """Nodes of the spatial part where devices combine their partial reductions."""
+        in_units = {name for u in self.units for name in u.nodes}
+        return tuple(n.name for n in self.nodes if n.role == "sync" and n.name in in_units)
+
+    @property
+    def spatial_stop(self) -> LayerNode | None:
+        """The first node of the tail that computes (where the spatial part stops)."""
+        for n in self.tail:
+            if n.role == "tail":
+                return n
+        return None
+
+    @property
     def params(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
 
@@ -112,12 +163,12 @@ class LayerGraph:
     @cached_property
     def spatial_module(self) -> fx.GraphModule:
         """GraphModule from the network input to the spatial part's output."""
-        return _sub_module(self.module, None, self.spatial_output)
+        return _sub_module(self.module, None, self.spatial_output, self.static_values)
 
     @cached_property
     def tail_module(self) -> fx.GraphModule:
         """GraphModule from the spatial part's output to the network output."""
-        return _sub_module(self.module, self.spatial_output, None)
+        return _sub_module(self.module, self.spatial_output, None, self.static_values)
 
     def fx_node(self, name: str) -> fx.Node:
         return self._fx_nodes[name]
@@ -127,10 +178,16 @@ class LayerGraph:
         return {n.name: n for n in self.module.graph.nodes}
 
 
-def _sub_module(gm: fx.GraphModule, start: str | None, end: str | None) -> fx.GraphModule:
-    """Copy the nodes of `gm` from `start`'s output (exclusive) to `end` (inclusive)."""
+def _sub_module(
+    gm: fx.GraphModule, start: str | None, end: str | None, static: dict[str, Any] | None = None
+) -> fx.GraphModule:
+    """Copy the nodes of `gm` from `start`'s output (exclusive) to `end` (inclusive).
+
+    Shape reads before `start` that later nodes use become their static values (`static`).
+    """
+    static = static or {}
     graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
+    env: dict[fx.Node, Any] = {}
     started = start is None
     for node in gm.graph.nodes:
         if not started:
@@ -139,6 +196,8 @@ def _sub_module(gm: fx.GraphModule, start: str | None, end: str | None) -> fx.Gr
                 started = True
             elif node.op == "get_attr":
                 env[node] = graph.node_copy(node, lambda n: env[n])
+            elif node.name in static:
+                env[node] = static[node.name]  # a shape read before the cut: its value
             continue
         if node.op == "output":
             if end is None:

@@ -14,6 +14,7 @@ from maniple.errors import ManipleError
 from maniple.graph.types import LayerNode, Unit
 
 _ANCHOR_ROWMAPS = {"window", "upsample", "unshuffle", "shuffle"}
+_TUPLE_KINDS = {"chunk", "split"}  # row-local ops whose output is a tuple of maps
 
 
 class NoSpatialPartError(ManipleError):
@@ -37,14 +38,26 @@ def _cut_positions(nodes: list[LayerNode]) -> list[int]:
                 live.discard(inp)
         if n.name in last_use:
             live.add(n.name)
-        if live == {n.name}:
+        if live == {n.name} and _is_map(n):
             cuts.append(pos[n.name])
     return cuts
 
 
+def _is_map(n: LayerNode) -> bool:
+    """Units begin and end at (N, C, H, W) maps of rows: a permuted or reshaped tensor
+    inside a block, or a global value, is no place to cut."""
+    return (
+        n.role == "row"
+        and n.row_dim == 2
+        and n.kind not in _TUPLE_KINDS
+        and n.out_shape is not None
+        and len(n.out_shape) == 4
+    )
+
+
 def _first_tail_position(nodes: list[LayerNode]) -> int:
     for n in nodes:
-        if n.op == "placeholder" or n.op == "get_attr":
+        if n.op == "placeholder" or n.op == "get_attr" or n.role == "meta":
             continue
         if n.role == "tail":
             return n.index
@@ -71,7 +84,7 @@ def find_units(nodes: list[LayerNode], name: str) -> tuple[list[Unit], list[Laye
     # Segments (c_k, c_{k+1}]: merge those without a window op into the one before.
     segments: list[list[LayerNode]] = []
     for lo, hi in zip(cuts, cuts[1:]):
-        seg = [n for n in nodes[lo + 1 : hi + 1] if n.op != "get_attr"]
+        seg = [n for n in nodes[lo + 1 : hi + 1] if n.op != "get_attr" and n.role != "meta"]
         if segments and not any(_is_anchor(n) for n in seg):
             segments[-1].extend(seg)
         else:
@@ -122,7 +135,9 @@ def find_units(nodes: list[LayerNode], name: str) -> tuple[list[Unit], list[Laye
     tail = [
         n
         for n in nodes
-        if n.op not in ("placeholder", "get_attr", "output") and n.name not in in_units
+        if n.op not in ("placeholder", "get_attr", "output")
+        and n.role != "meta"
+        and n.name not in in_units
     ]
     return units, tail
 

@@ -142,3 +142,19 @@ def check_plan_on(plan: SpatialPlan, graph: LayerGraph) -> tuple[int, ...]:
             "network and input shape"
         )
     return heights
+
+
+def sync_units(graph: LayerGraph) -> tuple[tuple[int, str, int], ...]:
+    """The graph's sync points as (unit, node, bytes of one band's partial): float32,
+    batch 1, every dim but the reduced ones and the batch kept."""
+    unit_of = {name: u.index for u in graph.units for name in u.nodes}
+    out = []
+    for name in graph.sync_points:
+        node = graph.node(name)
+        assert node.sync is not None
+        shape = graph.node(node.inputs[0]).out_shape or ()
+        numel = 1
+        for d, size in enumerate(shape[1:], start=1):
+            numel *= 1 if d in node.sync.dims else size
+        out.append((unit_of[name], name, numel * 4))
+    return tuple(out)

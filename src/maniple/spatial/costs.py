@@ -98,6 +98,9 @@ class LegionCosts:
         measured (and every alpha) follows from them, so the tables predict plans only
         for bands split by these same weights, and planners take them from here.
     dispatch_ms: the coordinator's cost of one group, C above (0 where not measured).
+    sync_ms: per unit, what its sync points add to any group that runs it split (each one
+        more round through the coordinator: the partials up, their combination down, and
+        C again); empty for a network without sync points.
     Entries below the diagonal of A and A_in are ignored (stored as 0). Arrays are copied
     and made read-only, so a LegionCosts never changes after it is built.
     """
@@ -112,8 +115,18 @@ class LegionCosts:
     weights: tuple[float, ...]
     spent: ProfilingSpent = field(default_factory=ProfilingSpent)
     dispatch_ms: float = 0.0
+    sync_ms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        sync = tuple(float(v) for v in self.sync_ms)
+        if sync and (
+            len(sync) != self.n_units or not all(math.isfinite(v) and v >= 0 for v in sync)
+        ):
+            raise ManipleError(
+                f"LegionCosts: sync_ms needs one finite ms >= 0 per unit ({self.n_units}); "
+                f"got {list(self.sync_ms)}"
+            )
+        object.__setattr__(self, "sync_ms", sync)
         if not (
             isinstance(self.dispatch_ms, (int, float))
             and not isinstance(self.dispatch_ms, bool)
@@ -169,6 +182,7 @@ class LegionCosts:
             and self.n_units == other.n_units
             and self.spent == other.spent
             and self.dispatch_ms == other.dispatch_ms
+            and self.sync_ms == other.sync_ms
             and self.weights == other.weights
             and all(
                 np.array_equal(getattr(self, name), getattr(other, name))
@@ -188,6 +202,7 @@ class LegionCosts:
             "weights": list(self.weights),
             "spent": self.spent.to_dict(),
             "dispatch_ms": self.dispatch_ms,
+            "sync_ms": list(self.sync_ms),
         }
         return json.dumps(doc)
 
@@ -217,6 +232,10 @@ class LegionCosts:
                 if "dispatch_ms" in doc  # absent in files written before it was measured
                 else 0.0
             ),
+            sync_ms=tuple(
+                jsonio.as_float(v, "sync_ms", schema)
+                for v in jsonio.as_list(doc.get("sync_ms", []), "sync_ms", schema)
+            ),
             **tables,
         )
 
@@ -228,7 +247,8 @@ def group_device_ms(costs: LegionCosts, i: int, j: int) -> np.ndarray:
     _check_group(costs.n_units, i, j)
     send = costs.S[:, i] * costs.A_in[:, i, j]
     run = (costs.E[:, i : j + 1] * costs.A[:, i : j + 1, j]).sum(axis=1)
-    return send + run + costs.R[:, j]
+    sync = sum(costs.sync_ms[i : j + 1]) if costs.sync_ms else 0.0
+    return send + run + costs.R[:, j] + sync
 
 
 def predict_group(costs: LegionCosts, i: int, j: int) -> float:
@@ -247,7 +267,11 @@ def predict_all(costs: LegionCosts) -> np.ndarray:
     products = np.where(upper, costs.E[:, :, None] * costs.A, 0.0)  # [d, k, j], k <= j
     run = np.flip(np.cumsum(np.flip(products, axis=1), axis=1), axis=1)  # sum over k >= i
     per_device = costs.S[:, :, None] * costs.A_in + run + costs.R[:, None, :]
-    return np.where(upper, per_device.max(axis=0) + costs.dispatch_ms, np.inf)
+    T = per_device.max(axis=0) + costs.dispatch_ms
+    if costs.sync_ms:  # sync rounds of units i..j: a prefix-sum difference
+        c = np.concatenate([[0.0], np.cumsum(costs.sync_ms)])
+        T = T + (c[None, 1:] - c[:-1, None])
+    return np.where(upper, T, np.inf)
 
 
 def _check_group(n: int, i: int, j: int) -> None:

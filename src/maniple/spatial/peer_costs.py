@@ -27,7 +27,7 @@ import numpy as np
 
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
-from maniple.spatial.bands import band_bytes, peer_sources, split_output, step_rows
+from maniple.spatial.bands import band_bytes, peer_sources, split_output, step_rows, sync_units
 from maniple.spatial.costs import LegionCosts
 from maniple.spatial.flc import best_flc, layerwise, one_group, wildcard_candidate
 from maniple.spatial.plan import SpatialPlan
@@ -114,6 +114,7 @@ def predict_peer_all(costs: LegionCosts, graph: LayerGraph, links: PeerLinks) ->
     mbps = np.array(links.mbps, dtype=float)
     lat = np.array(links.latency_ms, dtype=float)
     T = np.full((n, n), np.inf)
+    syncs = _unit_syncs(graph)
     for j in range(n):
         bands = split_output(graph.units[j].out_shape[2], costs.weights, f"unit {j}")
         active = np.array([b[1] > b[0] for b in bands])
@@ -135,9 +136,37 @@ def predict_peer_all(costs: LegionCosts, graph: LayerGraph, links: PeerLinks) ->
                 )
             gather = costs.R[:, j] if j == n - 1 else 0.0
             overhead = links.scatter_ms if i == 0 else links.step_ms
-            per_device = np.where(active, move + run + gather + overhead, 0.0)
+            sync = _sync_ms(syncs, i, j, int(active.sum()), links, mbps, lat)
+            per_device = np.where(active, move + run + gather + overhead + sync, 0.0)
             T[i, j] = float(per_device.max()) + (links.gather_ms if j == n - 1 else 0.0)
     return T
+
+
+def _unit_syncs(graph: LayerGraph) -> list[tuple[int, int]]:
+    """(count, bytes of the largest partial) of the sync points in each unit."""
+    out = [(0, 0)] * len(graph.units)
+    for unit, _, nbytes in sync_units(graph):
+        count, size = out[unit]
+        out[unit] = (count + 1, max(size, nbytes))
+    return out
+
+
+def _sync_ms(
+    syncs: list[tuple[int, int]],
+    i: int,
+    j: int,
+    active: int,
+    links: PeerLinks,
+    mbps: np.ndarray,
+    lat: np.ndarray,
+) -> np.ndarray:
+    """Per device, the exchanges of group i..j's sync points: each one more step (its
+    overhead), one latency and every peer's partial on the wire (none for a lone device)."""
+    count = sum(c for c, _ in syncs[i : j + 1])
+    if count == 0 or active < 2:
+        return np.zeros(len(mbps))
+    size = max(b for _, b in syncs[i : j + 1])
+    return count * (links.step_ms + lat + _wire_ms(np.full(len(mbps), size * (active - 1)), mbps))
 
 
 def plan_peer(

@@ -135,7 +135,11 @@ def measure_overheads(
             run = run_plan(plan, by_name, graph, x, compress=compress)
     first = sum(1 for b in plan.bands[0] if b[1] > b[0])
     gaps = run.gaps_ms
-    return statistics.median(gaps[first:]), statistics.median(gaps[:first]), run.gather_ms
+
+    def median(values: Sequence[float]) -> float:
+        return statistics.median(values) if values else 0.0  # one group: no later steps
+
+    return median(gaps[first:]), median(gaps[:first]), run.gather_ms
 
 
 def peer_links(

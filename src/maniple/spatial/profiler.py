@@ -22,7 +22,7 @@ from maniple.devices.handles import Call, DeviceHandle
 from maniple.devices.timing import CallTiming
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
-from maniple.spatial.bands import needed_rows, output_bands, step_rows
+from maniple.spatial.bands import needed_rows, output_bands, step_rows, sync_units
 from maniple.spatial.costs import LegionCosts, ProfilingSpent
 from maniple.tiling import Band, TiledModel, speed_weights
 
@@ -55,7 +55,7 @@ def _round(
     coordinator's per-group cost C of the predictor.
     """
     t0 = time.perf_counter()
-    timings = _wait([h.submit_span(*args, **kwargs) for h, args in spans])
+    timings = _wait([h.submit_span(*args, solo=True, **kwargs) for h, args in spans])
     wall_ms = (time.perf_counter() - t0) * 1e3
     return timings, max(0.0, wall_ms - max(t.wall_ms for t in timings))
 
@@ -97,7 +97,7 @@ def measure_speeds(
     times: list[list[float]] = [[] for _ in handles]
     runs, seconds = 0, 0.0
     for _ in range(repeats):
-        calls = [h.submit_span(0, last, full, x, link=False) for h in handles]
+        calls = [h.submit_span(0, last, full, x, link=False, solo=True) for h in handles]
         timings = _wait(calls)
         runs += len(calls)
         seconds += max(t.device_ms for t in timings) / 1e3
@@ -174,6 +174,9 @@ def profile_units(
         if progress:
             progress("profile units", k + 1, n)
     A, A_in = alpha_tables(graph, weights, measured)
+    dispatch_ms = float(np.median(dispatches))
+    sync_ms, extra = _sync_round_ms(handles, graph, dispatch_ms)
+    runs += extra
     return LegionCosts(
         tuple(h.name for h in handles),
         n,
@@ -184,8 +187,32 @@ def profile_units(
         A_in,
         tuple(float(w) for w in weights),
         ProfilingSpent(runs, nbytes, seconds),
-        dispatch_ms=float(np.median(dispatches)),
+        dispatch_ms=dispatch_ms,
+        sync_ms=sync_ms,
     )
+
+
+def _sync_round_ms(
+    handles: Sequence[DeviceHandle], graph: LayerGraph, dispatch_ms: float
+) -> tuple[tuple[float, ...], int]:
+    """Per unit, what its sync points cost a group: each one exchange of the partials, the
+    slowest device's partial out and the others' in, measured as one transfer of the
+    partial's bytes on every link; and where the devices cannot swap partials themselves
+    (`prepare_swap`), also a round through the coordinator (`dispatch_ms`).
+    ((ms per unit), transfers run)."""
+    from maniple.devices.sync_exchange import prepare_swap
+
+    points = sync_units(graph)
+    if not points or len(handles) < 2:
+        return (), 0
+    per_unit = [0.0] * len(graph.units)
+    size = max(nbytes for _, _, nbytes in points)
+    calls = [h.submit_transfer(size, concurrent=len(handles)) for h in handles]
+    link_ms = max(c.result().device_ms for c in calls)
+    round_ms = 0.0 if prepare_swap(handles) else dispatch_ms
+    for unit, _, _ in points:
+        per_unit[unit] += round_ms + 2 * link_ms
+    return tuple(per_unit), len(handles)
 
 
 def alpha_tables(

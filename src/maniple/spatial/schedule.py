@@ -21,15 +21,15 @@ from typing import Any
 import maniple.jsonio as jsonio
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
-from maniple.spatial import schedule_text
-from maniple.spatial.bands import HeldRows, band_bytes, check_plan_on, step_rows
+from maniple.spatial import schedule_checks, schedule_text
+from maniple.spatial.bands import band_bytes, check_plan_on, step_rows, sync_units
 from maniple.spatial.plan import SpatialPlan
 from maniple.tiling.bands import Band
 
 SCHEDULE_SCHEMA = "maniple.spatial_schedule/1"
-COORDINATOR = "coordinator"
+COORDINATOR = schedule_checks.COORDINATOR
 """The process that holds the network input, hands out bands and runs the tail."""
-INPUT = -1
+INPUT = schedule_checks.INPUT
 """The `unit` of a transfer that moves rows of the network input."""
 Shape = tuple[int, int, int]
 
@@ -90,6 +90,18 @@ class Tail:
 
 
 @dataclass(frozen=True)
+class SyncPoint:
+    """A reduction over rows inside unit `unit` (node `node`): in every group that runs
+    the unit, each of its devices reduces the rows it owns, the partials (`bytes` each,
+    float32, batch 1) are combined (through the coordinator on the star runtime, device to
+    device on the peer runtime), and every device carries on with the same values."""
+
+    unit: int
+    node: str
+    bytes: int
+
+
+@dataclass(frozen=True)
 class Schedule:
     """A plan's steps on named devices; `unit_shapes[k]` is unit k's output (C, H, W)."""
 
@@ -100,6 +112,12 @@ class Schedule:
     bytes_per_element: int
     steps: tuple[Step, ...]
     tail: Tail
+    syncs: tuple[SyncPoint, ...] = ()
+
+    def group_syncs(self, g: int) -> tuple[SyncPoint, ...]:
+        """The sync points group g meets, in the order its devices meet them."""
+        first, last = self.groups[g]
+        return tuple(p for p in self.syncs if first <= p.unit <= last)
 
     @property
     def n_units(self) -> int:
@@ -143,6 +161,10 @@ class Schedule:
                 totals[(t.source, t.dest)] += t.bytes
         return dict(totals)
 
+    def sync_bytes(self, g: int) -> int:
+        """Bytes of one device's partials over all sync points of group g."""
+        return sum(p.bytes for p in self.group_syncs(g))
+
     def validate(self, graph: LayerGraph | None = None) -> Schedule:
         """Raise ManipleError naming the first bad step; return the schedule when sound.
 
@@ -151,11 +173,12 @@ class Schedule:
         tail must read only rows its source holds. With `graph`, also checks the map
         shapes and that every step reads exactly the rows the halo math needs.
         """
-        _check_header(self)
-        _check_groups(self)
-        _check_flow(self)
+        schedule_checks.check_header(self)
+        schedule_checks.check_syncs(self)
+        schedule_checks.check_groups(self)
+        schedule_checks.check_flow(self)
         if graph is not None:
-            _check_against(self, graph)
+            schedule_checks.check_against(self, graph)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,7 +207,8 @@ class Schedule:
             for st in f["steps"]
         )
         head = [f[k] for k in ("network", "devices", "input_shape", "unit_shapes")]
-        return cls(*head, f["bytes_per_element"], steps, Tail(*f["tail"])).validate()
+        syncs = tuple(SyncPoint(*p) for p in f["syncs"])
+        return cls(*head, f["bytes_per_element"], steps, Tail(*f["tail"]), syncs).validate()
 
     def __str__(self) -> str:
         """An aligned table, one line per step, under a header; `parse` reads it back."""
@@ -217,173 +241,17 @@ def lower(plan: SpatialPlan, graph: LayerGraph, *, bytes_per_element: int = 4) -
                 steps.append(Step(g, device, Run(first, last, band, rows), (receive,), (send,)))
     tail = Tail(COORDINATOR, len(heights) - 1, (0, heights[-1]))
     return Schedule(
-        plan.network, plan.devices, shapes[0], shapes[1:], bytes_per_element, tuple(steps), tail
+        plan.network,
+        plan.devices,
+        shapes[0],
+        shapes[1:],
+        bytes_per_element,
+        tuple(steps),
+        tail,
+        sync_points(graph),
     ).validate()
 
 
-def _label(s: Schedule, i: int) -> str:
-    return f"step {i} (group {s.steps[i].group}, device {s.steps[i].device})"
-
-
-def _map_name(unit: int) -> str:
-    return "the network input" if unit == INPUT else f"unit {unit}'s output"
-
-
-def _check_header(s: Schedule) -> None:
-    where = f"schedule for {s.network!r}"
-    if not isinstance(s.network, str) or not s.network:
-        raise ManipleError(f"schedule: network must be a non-empty name; got {s.network!r}")
-    names = s.devices
-    if not isinstance(names, tuple) or not all(isinstance(d, str) and d for d in names):
-        raise ManipleError(f"{where}: devices must be a tuple of device names; got {names!r}")
-    if not names or len(set(names)) != len(names) or COORDINATOR in names:
-        raise ManipleError(
-            f"{where}: device names must be unique, not {COORDINATOR!r}; got {list(names)}"
-        )
-    bpe = s.bytes_per_element
-    if isinstance(bpe, bool) or not isinstance(bpe, int) or bpe < 1:
-        raise ManipleError(f"{where}: bytes_per_element is {bpe!r}; must be an integer >= 1")
-    for k, shape in enumerate((s.input_shape, *s.unit_shapes), start=-1):
-        if not (
-            isinstance(shape, tuple)
-            and len(shape) == 3
-            and all(isinstance(v, int) and v > 0 for v in shape)
-        ):
-            raise ManipleError(f"{where}: {_map_name(k)} has shape {shape!r}; give (C, H, W) >= 1")
-    if not s.unit_shapes or not s.steps or not isinstance(s.tail, Tail):
-        raise ManipleError(f"{where}: needs units, steps and a Tail; got {len(s.steps)} steps")
-
-
-def _check_rows(s: Schedule, what: str, unit: int, rows: Band) -> None:
-    height = s.map_shape(unit)[1]
-    lo, hi = rows
-    if not (0 <= lo < hi <= height):
-        raise ManipleError(
-            f"{what}: rows {lo}:{hi} of {_map_name(unit)} are not a non-empty band of its "
-            f"{height} rows; use lo < hi within 0:{height}"
-        )
-
-
-def _check_groups(s: Schedule) -> None:
-    """Groups in order, chained unit to unit, each device once, bands tiling the output."""
-    group, end, row, seen = -1, -1, 0, set()
-
-    def tiled(i: int) -> None:
-        height = s.unit_shapes[end][1]
-        if row != height:
-            raise ManipleError(
-                f"{_label(s, i)}: the steps of group {group} cover rows 0:{row} of unit {end}'s "
-                f"output of {height} rows; bands must tile every row once"
-            )
-
-    for i, step in enumerate(s.steps):
-        label, (first, last), out = _label(s, i), step.units, step.run.out_rows
-        if step.device not in s.devices:
-            raise ManipleError(
-                f"{label}: device {step.device!r} is not one of the schedule's devices "
-                f"({', '.join(s.devices)}); run steps only on listed devices"
-            )
-        if step.group != group:  # a new group: the one before must be whole
-            if group >= 0:
-                tiled(i - 1)
-            if step.group != group + 1 or first != end + 1 or not first <= last < s.n_units:
-                raise ManipleError(
-                    f"{label}: group {step.group} runs units {first}..{last}; after group "
-                    f"{group} comes group {group + 1}, from unit {end + 1} to at most unit "
-                    f"{s.n_units - 1}"
-                )
-            group, end, row, seen = step.group, last, 0, set()
-        elif last != end or step.units != s.steps[i - 1].units:
-            raise ManipleError(f"{label}: runs units {first}..{last}, not its group's units")
-        if step.device in seen:
-            raise ManipleError(f"{label}: device {step.device!r} has two steps in group {group}")
-        seen.add(step.device)
-        _check_rows(s, label, last, out)
-        _check_rows(s, label, first - 1, step.run.in_rows)
-        if out[0] != row:
-            raise ManipleError(
-                f"{label}: computes rows {out[0]}:{out[1]} of unit {last}'s output, but the "
-                f"group's bands so far end at row {row}; bands must tile the output in order"
-            )
-        row = out[1]
-    tiled(len(s.steps) - 1)
-    if end != s.n_units - 1:
-        raise ManipleError(
-            f"{_label(s, len(s.steps) - 1)}: the last group ends at unit {end}, but the "
-            f"network has units 0..{s.n_units - 1}"
-        )
-
-
-def _check_flow(s: Schedule) -> None:
-    """Replay the steps: every row read must have been computed or sent there before."""
-    held = HeldRows()
-    held.add(COORDINATOR, INPUT, (0, s.input_shape[1]))
-    known = (COORDINATOR, *s.devices)
-
-    def move(label: str, t: Transfer, device: str, receive: bool) -> None:
-        verb, way, other = ("receives", "from", t.source) if receive else ("sends", "to", t.dest)
-        if (t.dest if receive else t.source) != device or other not in known or other == device:
-            raise ManipleError(
-                f"{label}: {verb} {t.source!r} -> {t.dest!r}; a step {verb} {way} the "
-                f"coordinator or another device ({', '.join(s.devices)}), never itself"
-            )
-        if not (INPUT <= t.unit < s.n_units):
-            raise ManipleError(f"{label}: moves unit {t.unit}, outside -1..{s.n_units - 1}")
-        _check_rows(s, label, t.unit, t.rows)
-        (lo, hi), (c, _, w), what = t.rows, s.map_shape(t.unit), _map_name(t.unit)
-        if t.bytes != s.rows_bytes(t.unit, t.rows):
-            raise ManipleError(
-                f"{label}: {verb} rows {lo}:{hi} of {what} as {t.bytes!r} bytes, but {hi - lo} "
-                f"rows x {c} channels x {w} columns x {s.bytes_per_element} bytes = "
-                f"{s.rows_bytes(t.unit, t.rows)}; give the bytes the rows hold"
-            )
-        gap = held.missing(t.source, t.unit, t.rows)
-        if gap is not None:
-            raise ManipleError(
-                f"{label}: {verb} rows {lo}:{hi} of {what} {way} {other!r}, but no earlier step "
-                f"produced rows {gap[0]}:{gap[1]}; compute or send them to {t.source!r} first"
-            )
-        held.add(t.dest, t.unit, t.rows)
-
-    for i, step in enumerate(s.steps):
-        label, run = _label(s, i), step.run
-        for t in step.receive:
-            move(label, t, step.device, receive=True)
-        gap = held.missing(step.device, run.first - 1, run.in_rows)
-        if gap is not None:
-            raise ManipleError(
-                f"{label}: runs units {run.first}..{run.last} on rows {run.in_rows[0]}:"
-                f"{run.in_rows[1]} of {_map_name(run.first - 1)}, but rows {gap[0]}:{gap[1]} "
-                "never reached the device; receive them first"
-            )
-        held.add(step.device, run.last, run.out_rows)
-        for t in step.send:
-            move(label, t, step.device, receive=False)
-    tail, last = s.tail, s.n_units - 1
-    gap = held.missing(tail.device, last, (0, s.unit_shapes[last][1]))
-    if (tail.unit, tail.rows) != (last, (0, s.unit_shapes[last][1])) or gap is not None:
-        raise ManipleError(
-            f"schedule tail: {tail.device!r} runs the tail on rows {tail.rows} of unit "
-            f"{tail.unit}, but it must have all rows of unit {last}'s output (missing: {gap}); "
-            "send every band of the last group there"
-        )
-
-
-def _check_against(s: Schedule, graph: LayerGraph) -> None:
-    """The schedule fits `graph`: same map shapes, and each step's halo rows are exact."""
-    shapes = tuple(tuple(u.out_shape[1:]) for u in graph.units)
-    if s.unit_shapes != shapes or s.input_shape != tuple(graph.input_shape):
-        raise ManipleError(
-            f"schedule for {s.network!r} has input {s.input_shape} and unit maps "
-            f"{list(s.unit_shapes)}, graph {graph.name!r} has {tuple(graph.input_shape)} and "
-            f"{list(shapes)}; lower the plan on the graph it runs on"
-        )
-    for i, step in enumerate(s.steps):
-        run = step.run
-        need = step_rows(graph, run.first, run.last, run.out_rows)
-        if run.in_rows != need:
-            raise ManipleError(
-                f"{_label(s, i)}: reads rows {run.in_rows[0]}:{run.in_rows[1]} of "
-                f"{_map_name(run.first - 1)}, but rows {run.out_rows[0]}:{run.out_rows[1]} of "
-                f"unit {run.last}'s output need rows {need[0]}:{need[1]} (halo math)"
-            )
+def sync_points(graph: LayerGraph) -> tuple[SyncPoint, ...]:
+    """The graph's sync points with their units and partial bytes (float32, batch 1)."""
+    return tuple(SyncPoint(*p) for p in sync_units(graph))

@@ -22,6 +22,7 @@ from maniple.spatial.schedule import (
     Step,
     Tail,
     Transfer,
+    sync_points,
 )
 
 Shape = tuple[int, int, int]
@@ -61,7 +62,14 @@ def lower_peer(plan: SpatialPlan, graph: LayerGraph, *, bytes_per_element: int =
             steps.append(Step(g, device, Run(first, last, band, rows), receive, send))
     tail = Tail(COORDINATOR, len(heights) - 1, (0, heights[-1]))
     return Schedule(
-        plan.network, plan.devices, shapes[0], shapes[1:], bpe, tuple(steps), tail
+        plan.network,
+        plan.devices,
+        shapes[0],
+        shapes[1:],
+        bpe,
+        tuple(steps),
+        tail,
+        sync_points(graph),
     ).validate()
 
 

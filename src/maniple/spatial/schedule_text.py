@@ -14,6 +14,7 @@ Text grammar (tokens split on spaces; a name with spaces or quotes is a JSON str
     bytes per element: N
     input: CxHxW
     maps: uK CxHxW ...                      (several lines; units in order)
+    sync: uK NODE BYTES B                   (one line per sync point, in unit order)
     step group units device in out receive send
     I G FIRST[..LAST] DEVICE LO:HI LO:HI [from SRC MAP[LO:HI] BYTES B]... [to DST ...]...
     tail: DEVICE runs the tail on uK[LO:HI]
@@ -102,7 +103,18 @@ def fields(doc: Any, schema: str) -> dict[str, Any]:
             }
         )
     tail, _ = get(doc, "tail", "")
+    syncs = []
+    for i, p in enumerate(jsonio.as_list(doc.get("syncs", []), "syncs", schema)):
+        at = f"syncs[{i}]"
+        syncs.append(
+            (
+                one(jsonio.as_int, p, "unit", at),
+                one(jsonio.as_str, p, "node", at),
+                one(jsonio.as_int, p, "bytes", at),
+            )
+        )
     return {
+        "syncs": tuple(syncs),
         "network": one(jsonio.as_str, doc, "network"),
         "devices": tuple(
             jsonio.as_str(d, "devices", schema) for d in one(jsonio.as_list, doc, "devices")
@@ -149,6 +161,7 @@ def render(doc: dict[str, Any], links: dict[tuple[str, str], int]) -> str:
             "maps: " + "  ".join(maps[i : i + _MAPS_PER_LINE])
             for i in range(0, len(maps), _MAPS_PER_LINE)
         ),
+        *(f"sync: u{p['unit']} {_name(p['node'])} {p['bytes']:,} B" for p in doc.get("syncs", [])),
     ]
     header = ["step", "group", "units", "device", "in", "out", "receive", "send"]
     rows = []
@@ -273,7 +286,7 @@ def _step(r: _Reader, index: int) -> dict[str, Any]:
 
 def read(text: str, schema: str) -> dict[str, Any]:
     """Parse `render`'s output back into the `to_dict` document it came from."""
-    doc: dict[str, Any] = {"schema": None, "unit_shapes": [], "steps": []}
+    doc: dict[str, Any] = {"schema": None, "unit_shapes": [], "steps": [], "syncs": []}
     in_table = False
     for number, line in enumerate(text.splitlines(), start=1):
         r = _Reader(number, line)
@@ -295,6 +308,10 @@ def read(text: str, schema: str) -> dict[str, Any]:
                 if t[k] != f"u{len(doc['unit_shapes'])}":
                     raise r.fail(f"unit u{len(doc['unit_shapes'])} next")
                 doc["unit_shapes"].append(r.shape(t[k + 1]))
+        elif t[0] == "sync:" and len(t) == 5 and t[4] == "B" and t[1].startswith("u"):
+            unit = r.int(t[1][1:], "sync point unit")
+            nbytes = r.int(t[3].replace(",", ""), "sync point bytes")
+            doc["syncs"].append({"unit": unit, "node": r.name(t[2]), "bytes": nbytes})
         elif t[:2] == ["step", "group"]:
             in_table = True
         elif t[0] == "tail:" and len(t) == 7 and t[2:6] == ["runs", "the", "tail", "on"]:

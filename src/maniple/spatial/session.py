@@ -311,14 +311,22 @@ class LegionSession:
             runs = self.run(plan)
         choice = f"{plan.runtime} runtime, {search}"
         predicted = plan.predicted_ms
+        # The Wild Card ran its candidates for real: judge them by what they measured
+        # against the device alone, measured in this session, not by the predictions.
+        split_ms, alone, how = (
+            (statistics.median(r.latency_ms for r in runs), single_ms, "measured")
+            if candidates
+            else (predicted, None, "predicted")
+        )
         if (
             min_gain is not None
             and search != "single"
-            and predicted is not None
-            and predicted * (1 + min_gain) > (alone := self._alone_predicted(plan.runtime))
+            and split_ms is not None
+            and split_ms * (1 + min_gain)
+            > (alone := alone if alone is not None else self._alone_predicted(plan.runtime))
         ):
             choice = (
-                f"{best} alone: the {plan.runtime} split was predicted {predicted:.1f} ms "
+                f"{best} alone: the {plan.runtime} split {how} {split_ms:.1f} ms "
                 f"against {alone:.1f} ms for {best} (the split must gain {min_gain:.0%}); "
                 "--min-gain 0 and --search single compare them"
             )

@@ -30,6 +30,7 @@ from torch import nn
 from maniple import zoo
 from maniple.cluster import ClusterSpec, open_cluster, parse_shorthand, with_link
 from maniple.devices import DeviceHandle, ModelSpec, host_limits
+from maniple.errors import ManipleError
 from maniple.graph import LayerGraph, capture
 from maniple.graph.memory import estimate_for_capture, estimate_graph
 from maniple.spatial.cache import CostCache, ProfileKey
@@ -77,11 +78,35 @@ def prepare(
     memory = estimate_for_capture(module, shape, name)
     host_limits.check_forward(memory)
     host_limits.check_boards(spec.devices, memory, ray_address=spec.ray_address)
-    graph = capture(module, shape, name)
+    graph = _spatial_graph(module, shape, name)
     model = ModelSpec(network, input_shape=shape)
     if network not in zoo.names():
         model = model.with_weights(module)
     return SpatialSetup(network, module, graph, spec, model)
+
+
+MIN_SPATIAL_FRACTION = 0.5
+"""A spatial split leaving more than half the MACs on one device cannot pay for itself."""
+
+
+def _spatial_graph(module: nn.Module, shape: tuple[int, int, int], name: str) -> LayerGraph:
+    """The captured graph, refused with the way out when little of it splits by rows."""
+    from maniple.graph import NoSpatialPartError
+    from maniple.graph.describe import stop_note
+
+    advice = (
+        f"split the batch instead: maniple infer --network {name} (each device takes whole images)"
+    )
+    try:
+        graph = capture(module, shape, name)
+    except NoSpatialPartError as exc:
+        raise ManipleError(f"{exc}; {advice}") from None
+    if graph.spatial_macs_fraction < MIN_SPATIAL_FRACTION:
+        raise ManipleError(
+            f"{name!r} does not split by rows: {stop_note(graph)}, at most "
+            f"{100 * MIN_SPATIAL_FRACTION:.0f}% at least is needed to gain; {advice}"
+        )
+    return graph
 
 
 def warm_up(
@@ -100,7 +125,8 @@ def warm_up(
     last, full, band = whole_spatial_span(graph, x)
     with fast_forward(handles):
         for _ in range(runs):
-            for call in [h.submit_span(0, last, full, band, link=False) for h in handles]:
+            calls = [h.submit_span(0, last, full, band, link=False, solo=True) for h in handles]
+            for call in calls:
                 call.result()
 
 

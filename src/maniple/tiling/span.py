@@ -19,10 +19,81 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from maniple.errors import ManipleError
-from maniple.graph import LayerGraph, NodeBand, capture, halo
+from maniple.graph import LayerGraph, LayerNode, NodeBand, capture, halo
 from maniple.graph.ops import Window
+from maniple.tiling.sync import combine, empty_partial, finish, partial
 
 Rows = tuple[int, int]
+Env = dict[str, tuple[Any, Any]]
+"""Node name -> (value, first row it holds); the row is None for a global value."""
+
+
+def narrow_rows(value: Any, dim: int, start: int, length: int) -> Any:
+    """Rows start..start+length of a tensor along `dim` (or of each tensor of a tuple)."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(v.narrow(dim, start, length) for v in value)
+    return value.narrow(dim, start, length)
+
+
+class SpanRun:
+    """One band's run of a span, paused at each sync point until the partials of all the
+    group's bands are combined (`resume`). `pending` names the sync point it waits at and
+    `partial` is this band's part; `output` is set once the span has run to its end."""
+
+    def __init__(self, program: SpanProgram, env: Env) -> None:
+        self.program = program
+        self.env = env
+        self.pending: str | None = None
+        self.partial: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+        self._pos = 0
+        self._advance()
+
+    def _advance(self) -> None:
+        steps, env = self.program._steps, self.env
+        while self._pos < len(steps):
+            name, kind, fn = steps[self._pos]
+            self._pos += 1
+            if kind == "sync":
+                self.pending, self.partial = name, fn(env)
+                return
+            if kind == "global":
+                env[name] = (fn(env), None)
+                continue
+            out, start = fn(env)
+            env[name] = (out, start)
+            rd = self.program.graph.node(name).row_dim
+            size = (out[0] if isinstance(out, (tuple, list)) else out).shape[rd]
+            self.program.rows_computed[name] = (start, start + size)
+        self.pending, self.partial = None, None
+        out, start = env[self.program.output_name]
+        a, b = self.program.out_rows
+        self.output = out[:, :, a - start : b - start]
+
+    def resume(self, combined: torch.Tensor) -> None:
+        """Continue past the pending sync point with the combined partials of all bands."""
+        if self.pending is None:
+            raise ManipleError("this span run waits at no sync point; it has finished")
+        node = self.program.graph.node(self.pending)
+        assert node.sync is not None
+        dtype = self.env[self.program.plan.input_name][0].dtype
+        device = self.partial.device if self.partial is not None else "cpu"
+        value = finish(combined.to(device), node.sync, dtype)
+        self.env[self.pending] = (value, None)
+        self._advance()
+
+
+def combine_runs(runs: list[SpanRun]) -> None:
+    """Resume every run of one group, all waiting at the same sync point, with their
+    combined partials: the in-process exchange (the tiled verifier and local devices)."""
+    names = {r.pending for r in runs}
+    if len(names) != 1 or None in names:
+        raise ManipleError(f"the bands of one group wait at different sync points: {names}")
+    node = runs[0].program.graph.node(runs[0].pending)  # type: ignore[arg-type]
+    assert node.sync is not None
+    total = combine([r.partial for r in runs], node.sync)  # type: ignore[misc]
+    for r in runs:
+        r.resume(total)
 
 
 class _AvgDivisors:
@@ -68,13 +139,19 @@ class SpanProgram:
         self.rows_computed: dict[str, Rows] = {}
         self._modules = dict(self.graph.module.named_modules())
         self._steps = [self._compile(name, band) for name, band in self.plan.nodes]
+        self.sync_points: tuple[str, ...] = tuple(n for n, kind, _ in self._steps if kind == "sync")
 
     @property
     def output_name(self) -> str:
         return self.graph.units[self.last].output
 
-    def __call__(self, x_band: torch.Tensor) -> torch.Tensor:
-        """Rows [a, b) of the last unit's output from input rows `self.input_rows`."""
+    @property
+    def owns_every_row(self) -> bool:
+        """The band is the whole map: its own partials are the whole reductions."""
+        return self.out_rows == (0, self.graph.units[self.last].out_shape[2])
+
+    def start(self, x_band: torch.Tensor) -> SpanRun:
+        """Run up to the first sync point (or to the end); see `SpanRun`."""
         lo, hi = self.input_rows
         if x_band.dim() != 4 or x_band.shape[2] != hi - lo:
             raise ManipleError(
@@ -82,63 +159,130 @@ class SpanProgram:
                 f"[{lo}, {hi}) ({hi - lo} rows) as an (N, C, H, W) tensor, got shape "
                 f"{tuple(x_band.shape)}"
             )
-        env: dict[str, tuple[torch.Tensor, int]] = {self.plan.input_name: (x_band, lo)}
         self.rows_computed = {}
-        for name, step in self._steps:
-            out, start = step(env)
-            env[name] = (out, start)
-            self.rows_computed[name] = (start, start + out.shape[2])
-        out, start = env[self.output_name]
-        return out[:, :, self.out_rows[0] - start : self.out_rows[1] - start]
+        return SpanRun(self, {self.plan.input_name: (x_band, lo)})
 
-    def _compile(
-        self, name: str, band: NodeBand
-    ) -> tuple[str, Callable[[dict[str, tuple[torch.Tensor, int]]], tuple[torch.Tensor, int]]]:
+    def __call__(self, x_band: torch.Tensor) -> torch.Tensor:
+        """Rows [a, b) of the last unit's output from input rows `self.input_rows`.
+
+        A span with sync points runs this way only on the whole map; a band of it needs
+        the other bands' partials (`start`, then `SpanRun.resume`)."""
+        if self.sync_points and not self.owns_every_row:
+            raise ManipleError(
+                f"span {self.first}..{self.last} band {self.out_rows} has "
+                f"{len(self.sync_points)} sync point(s) ({', '.join(self.sync_points)}): it "
+                "needs the other bands' partial reductions; run it with start() and resume()"
+            )
+        return self.run_solo(x_band)
+
+    def run_solo(self, x_band: torch.Tensor) -> torch.Tensor:
+        """The span with each sync point combined from this band's partial alone: exact on
+        the whole map, and on a band the same work (what profiling times)."""
+        run = self.start(x_band)
+        while run.pending is not None:
+            run.resume(run.partial)
+        assert run.output is not None
+        return run.output
+
+    def _compile(self, name: str, band: NodeBand) -> tuple[str, str, Callable[[Env], Any]]:
         node = self.graph.node(name)
         fx_node = self.graph.fx_node(name)
         inputs = node.inputs
+        if node.role == "global":
+            call = self._generic_call(fx_node)
+            return name, "global", lambda env: call({inp: env[inp][0] for inp in inputs})
+        if node.role == "sync":
+            return name, "sync", self._sync_step(node, band)
+        is_global = [self.graph.node(i).role in ("global", "sync") for i in inputs]
+        dims = [self.graph.node(i).row_dim for i in inputs]
 
-        def sliced(env: dict[str, tuple[torch.Tensor, int]], i: int) -> torch.Tensor:
+        def sliced(env: Env, i: int) -> Any:
             t, off = env[inputs[i]]
+            if is_global[i]:
+                return t
             lo, hi = band.in_rows[i]
-            return t[:, :, lo - off : hi - off]
+            return narrow_rows(t, dims[i], lo - off, hi - lo)
 
         rowmap = node.rowmap
         assert rowmap is not None
+        if node.kind == "reshape":
+            return name, "row", self._reshape_step(node, band, sliced)
         if band.out_rows == (0, node.height) and all(
-            self.plan.rows_of(inp) == (0, self.graph.node(inp).height) for inp in inputs
+            g or self.plan.rows_of(inp) == (0, self.graph.node(inp).height)
+            for inp, g in zip(inputs, is_global, strict=True)
         ):
             # The whole map from whole inputs: the op itself, so one band is bit for bit.
             whole = self._generic_call(fx_node)
-            return name, lambda env: (whole({inp: env[inp][0] for inp in inputs}), 0)
+            return name, "row", lambda env: (whole({inp: env[inp][0] for inp in inputs}), 0)
         if rowmap.kind == "window":
             assert node.window is not None
             window_fn = self._window_fn(fx_node, node.window, band)
-            return name, lambda env: (window_fn(sliced(env, 0)), band.out_rows[0])
+            return name, "row", lambda env: (window_fn(sliced(env, 0)), band.out_rows[0])
         call = self._generic_call(fx_node)
         if rowmap.kind in ("upsample", "shuffle"):
             f = rowmap.factor
             start = band.in_rows[0][0] * f
 
-            def resample(env: dict[str, tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, int]:
+            def resample(env: Env) -> tuple[torch.Tensor, int]:
                 y = call({inputs[0]: sliced(env, 0)})
                 a, b = band.out_rows
                 return y[:, :, a - start : b - start], a
 
-            return name, resample
-        return name, lambda env: (
-            call({inp: sliced(env, i) for i, inp in enumerate(inputs)}),
-            band.out_rows[0],
+            return name, "row", resample
+        return (
+            name,
+            "row",
+            lambda env: (
+                call({inp: sliced(env, i) for i, inp in enumerate(inputs)}),
+                band.out_rows[0],
+            ),
         )
+
+    def _reshape_step(
+        self, node: LayerNode, band: NodeBand, sliced: Callable[[Env, int], Any]
+    ) -> Callable[[Env], tuple[torch.Tensor, int]]:
+        """A reshape that keeps the rows a dim of their own: the static output shape with
+        this band's rows and batch (sizes the model read from the whole map would not fit)."""
+        assert node.out_shape is not None
+        shape = list(node.out_shape)
+        shape[node.row_dim] = band.out_rows[1] - band.out_rows[0]
+
+        def run(env: Env) -> tuple[torch.Tensor, int]:
+            x = sliced(env, 0)
+            return x.reshape([x.shape[0], *shape[1:]]), band.out_rows[0]
+
+        return run
+
+    def _sync_step(self, node: LayerNode, band: NodeBand) -> Callable[[Env], Any]:
+        """The partial of the rows this band owns (`band.in_rows[0]`) of the sync's input."""
+        assert node.sync is not None
+        info, x = node.sync, node.inputs[0]
+        lo, hi = band.in_rows[0]
+        rd = self.graph.node(x).row_dim
+        shape = self.graph.node(x).out_shape or ()
+        first_input = self.plan.input_name
+
+        def run(env: Env) -> torch.Tensor:
+            if hi <= lo:
+                ref = env[first_input][0]
+                return empty_partial((ref.shape[0], *shape[1:]), info, ref.device)
+            t, off = env[x]
+            return partial(narrow_rows(t, rd, lo - off, hi - lo), info)
+
+        return run
 
     def _generic_call(self, fx_node: fx.Node) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         """Call the node's own op with its tensor arguments replaced by band tensors."""
         gm = self.graph.module
 
+        static = self.graph.static_values
+
         def resolve(values: dict[str, torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
             def arg(n: fx.Node) -> Any:
                 if n.op == "get_attr":
                     return _fetch_attr(gm, str(n.target))
+                if n.name in static:
+                    return static[n.name]
                 return values[n.name]
 
             args = fx.node.map_arg(fx_node.args, arg)

@@ -14,7 +14,7 @@ import torch
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
 from maniple.tiling.bands import Band, split_rows_capped, stitch
-from maniple.tiling.span import SpanProgram
+from maniple.tiling.span import SpanProgram, combine_runs
 
 Group = tuple[int, int]
 
@@ -57,15 +57,18 @@ class TiledModel:
         return split_rows_capped(self.graph.units[group[1]].out_shape[2], ratios)
 
     def run_group(self, x: torch.Tensor, group: Group, ratios: Sequence[float]) -> torch.Tensor:
-        """One fused group: each band from its own slice of `x`, stitched back."""
-        parts = []
+        """One fused group: each band from its own slice of `x`, stitched back. At each sync
+        point the bands' partial reductions are combined and every band carries on."""
+        runs = []
         for band in self.group_bands(group, ratios):
             if band[1] <= band[0]:
                 continue
             prog = self.program(group[0], group[1], band)
             lo, hi = prog.input_rows
-            parts.append(prog(x[:, :, lo:hi]))
-        return stitch(parts)
+            runs.append(prog.start(x[:, :, lo:hi]))
+        while runs[0].pending is not None:
+            combine_runs(runs)
+        return stitch([r.output for r in runs])  # type: ignore[misc]
 
     def run_spatial(
         self, x: torch.Tensor, flc: Sequence[Group], ratios: Sequence[float]

@@ -20,6 +20,18 @@ whole comparisons in fp32 are meaningful at every layer:
   Eval-mode BN does not renormalise, so with weight 1 each `relu(identity + branch)`
   roughly doubles the variance and adds a positive mean: ResNet-50's logits reached
   std ~2500. With 0.25 every activation of ResNet-18/34/50 stays within rms 0.6-8.
+- a BN marked `LINEAR_BN` (its output goes into the next conv with no activation in
+  between, as after ShuffleNet v2's depthwise convs) has weight sqrt(1/2): the next
+  conv's He gain of 2 assumes a ReLU halved its input's second moment, and without this
+  each ShuffleNet v2 unit's branch doubled it (logits std ~750 after its 16 units, ~17
+  with the gain).
+- layer norm (nn.LayerNorm and subclasses such as ConvNeXt's LayerNorm2d): weight ~
+  U(0.5, 1.5), bias ~ N(0, 0.1^2), for the same reason as BN's random running stats: a
+  unit affine would hide a split that applies it on the wrong axis.
+- a parameter registered under the name `LAYER_SCALE` ("layer_scale", ConvNeXt's
+  per-channel residual gain, (C, 1, 1)): U(0.5, 1.5) x 0.25, the residual gain above
+  with a per-channel spread (torchvision's training init, 1e-6, would make every block
+  all but the identity and hide bugs in its branch).
 """
 
 from __future__ import annotations
@@ -32,6 +44,11 @@ from torch import nn
 # Attribute set on a BatchNorm2d whose output is added to a residual shortcut.
 RESIDUAL_BN = "_maniple_residual_bn"
 _RESIDUAL_GAIN = 0.25
+# Attribute set on a BatchNorm2d whose output feeds a conv directly (no activation).
+LINEAR_BN = "_maniple_linear_bn"
+_LINEAR_GAIN = math.sqrt(0.5)
+# Name of a per-channel residual-branch gain parameter (ConvNeXt's layer scale).
+LAYER_SCALE = "layer_scale"
 
 
 @torch.no_grad()
@@ -51,7 +68,11 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> None:
                 module.bias.zero_()
                 done.add(id(module.bias))
         elif isinstance(module, nn.BatchNorm2d):
-            gain = _RESIDUAL_GAIN if getattr(module, RESIDUAL_BN, False) else 1.0
+            gain = 1.0
+            if getattr(module, RESIDUAL_BN, False):
+                gain = _RESIDUAL_GAIN
+            elif getattr(module, LINEAR_BN, False):
+                gain = _LINEAR_GAIN
             assert module.weight is not None and module.bias is not None
             assert module.running_mean is not None and module.running_var is not None
             module.weight.fill_(gain)
@@ -69,6 +90,17 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> None:
             if module.bias is not None:
                 module.bias.zero_()
                 done.add(id(module.bias))
+        elif isinstance(module, nn.LayerNorm):
+            if module.weight is not None:
+                module.weight.uniform_(0.5, 1.5, generator=generator)
+                done.add(id(module.weight))
+            if module.bias is not None:
+                module.bias.normal_(0.0, 0.1, generator=generator)
+                done.add(id(module.bias))
+        layer_scale = module._parameters.get(LAYER_SCALE)
+        if layer_scale is not None:
+            layer_scale.uniform_(0.5 * _RESIDUAL_GAIN, 1.5 * _RESIDUAL_GAIN, generator=generator)
+            done.add(id(layer_scale))
     missed = [
         name
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]

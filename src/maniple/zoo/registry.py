@@ -13,7 +13,20 @@ import torch
 from torch import nn
 
 from maniple.errors import UnknownNameError
-from maniple.zoo import densenet, inception, mobilenet, resnet, squeezenet, vgg, yolov2
+from maniple.zoo import (
+    convnext,
+    densenet,
+    efficientnet,
+    inception,
+    mobilenet,
+    mobilenet_v3,
+    regnet,
+    resnet,
+    shufflenet,
+    squeezenet,
+    vgg,
+    yolov2,
+)
 from maniple.zoo.init import init_parameters
 
 
@@ -55,6 +68,26 @@ _ENTRIES: dict[str, ZooEntry] = {
         ZooEntry("densenet-121", _IMAGENET, "DenseNet-121, ~2.83 GMACs", densenet.densenet121),
         ZooEntry(
             "yolov2", (3, 416, 416), "YOLOv2 (VOC), Darknet-19 + head, 125x13x13 out", yolov2.yolov2
+        ),
+        ZooEntry(
+            "efficientnet-b0",
+            _IMAGENET,
+            "EfficientNet-B0, ~0.39 GMACs",
+            efficientnet.efficientnet_b0,
+        ),
+        ZooEntry(
+            "mobilenet-v3-large",
+            _IMAGENET,
+            "MobileNet v3-Large 1.0, ~0.22 GMACs",
+            mobilenet_v3.mobilenet_v3_large,
+        ),
+        ZooEntry("regnety-400mf", _IMAGENET, "RegNetY-400MF, ~0.40 GMACs", regnet.regnet_y_400mf),
+        ZooEntry("convnext-tiny", _IMAGENET, "ConvNeXt-Tiny, ~4.46 GMACs", convnext.convnext_tiny),
+        ZooEntry(
+            "shufflenet-v2",
+            _IMAGENET,
+            "ShuffleNet v2 1.0x, ~0.15 GMACs",
+            shufflenet.shufflenet_v2_x1_0,
         ),
     )
 }

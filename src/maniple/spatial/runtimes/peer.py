@@ -26,6 +26,7 @@ import torch
 
 from maniple.devices.handles import DeviceHandle, StepCall
 from maniple.devices.step import StepOrder, make_piece
+from maniple.devices.sync_exchange import prepare_swap
 from maniple.devices.timing import CallTiming
 from maniple.devices.wire import from_wire
 from maniple.devices.wire_codec import unpack
@@ -48,7 +49,7 @@ class _Done:
     gap_ms: float
 
 
-def step_orders(schedule: Schedule, compress: bool) -> dict[StepKey, StepOrder]:
+def step_orders(schedule: Schedule, compress: bool, swap: bool = False) -> dict[StepKey, StepOrder]:
     """Each step's order: what it holds, receives, runs and hands on, from the schedule."""
     orders: dict[StepKey, StepOrder] = {}
     prev_out: dict[str, tuple[int, tuple[int, int]]] = {}  # device -> (unit, rows) it keeps
@@ -65,6 +66,7 @@ def step_orders(schedule: Schedule, compress: bool) -> dict[StepKey, StepOrder]:
                 own = (lo, hi) if lo < hi else None
             sends = [(t.dest, t.rows) for s in nxt for t in s.receive if t.source == dev]
             sends += [(t.dest, t.rows) for t in step.send]
+            syncs = len(schedule.group_syncs(g)) if len(steps) > 1 else 0
             orders[(g, dev)] = StepOrder(
                 run.first,
                 run.last,
@@ -77,6 +79,9 @@ def step_orders(schedule: Schedule, compress: bool) -> dict[StepKey, StepOrder]:
                 tuple(r for _, r in sends),
                 concurrent=len(steps),
                 compress=compress,
+                syncs=syncs,
+                peers=tuple(s.device for s in steps) if syncs else (),
+                swap=swap and bool(syncs),
             )
         for step in steps:
             prev_out[step.device] = (step.run.last, step.run.out_rows)
@@ -122,14 +127,17 @@ def run_peer_schedule(
     """Execute a peer `schedule` on `handles` (by device name) for input `x`; see the
     module docstring. `compress` encodes every piece losslessly where that is smaller."""
     check_peer(schedule, handles, graph, x)
-    orders = step_orders(schedule, compress)
+    swap = bool(schedule.syncs) and prepare_swap([handles[d] for d in schedule.devices])
+    orders = step_orders(schedule, compress, swap)
     steps = list(schedule.steps)
     calls: dict[StepKey, StepCall] = {}
+    phases: dict[int, list[list[StepCall]]] = {}  # group -> per device, each phase's call
     tokens: dict[tuple[int, str, str, tuple[int, int]], Any] = {}
     raw = 0
     _wire_bytes(handles, schedule.devices)  # start the links' counters from zero
     with torch.no_grad():
         t0 = time.time()
+        g_calls: dict[int, list[StepCall]] = {}
         for step in steps:
             key, order = (step.group, step.device), orders[(step.group, step.device)]
             pieces = []
@@ -142,15 +150,26 @@ def run_peer_schedule(
                 else:
                     pieces.append(tokens[(step.group - 1, t.source, step.device, t.rows)])
             call = handles[step.device].submit_step(order, pieces)
+            g_calls.setdefault(step.group, []).append(call)
+            phased = order.syncs and not order.swap
+            if phased:
+                phases.setdefault(step.group, []).append([call])
             calls[key] = call
-            for token, dest, rows in zip(call.pieces, order.dests, order.send_rows, strict=True):
-                tokens[(step.group, step.device, dest, rows)] = token
+            if not phased:
+                _keep_tokens(tokens, step, order, call)
+            if phased and len(g_calls[step.group]) == len(schedule.group_steps(step.group)):
+                _submit_phases(schedule, step.group, orders, handles, phases, calls, tokens)
         last = len(schedule.groups) - 1
         tail_steps = schedule.group_steps(last)
         try:
             bands = [calls[(last, s.device)].values() for s in tail_steps]
             t_gathered = time.time()
             timings = {k: c.result() for k, c in calls.items()}
+            phase_timings = {
+                (g, s.device): [c.result() for c in per_device[i]]
+                for g, per_device in phases.items()
+                for i, s in enumerate(schedule.group_steps(g))
+            }
         except ManipleError as exc:
             raise _name_the_dead(handles, schedule.devices, exc) from exc
         t1 = time.perf_counter()
@@ -161,7 +180,7 @@ def run_peer_schedule(
         t1 = time.perf_counter()
         y = graph.tail_module(y) if run_tail else y
         tail_ms = (time.perf_counter() - t1) * 1e3
-    done = _critical_path(steps, timings, t0)
+    done = _critical_path(steps, timings, t0, phase_timings)
     ends = [done[(s.group, s.device)] for s in tail_steps]
     crit = max(ends, key=lambda d: d.counted_end_ms)
     gather_gap = max(0.0, (t_gathered - max(d.timing.end_s for d in ends)) * 1e3)
@@ -184,26 +203,83 @@ def run_peer_schedule(
     )
 
 
+def _released(deps: Sequence[_Done], timing: CallTiming, t0: float) -> _Done:
+    """A call's counted end: after the dependency that released it last, the real gap
+    before it started, then its own device time."""
+    if deps:
+        gate = max(deps, key=lambda d: d.timing.end_s)
+        base, path, released = gate.counted_end_ms, gate.device_path_ms, gate.timing.end_s
+    else:
+        base, path, released = 0.0, 0.0, t0
+    gap_ms = max(0.0, (timing.start_s - released) * 1e3)
+    own = timing.device_ms
+    return _Done(timing, base + gap_ms + own, path + own, gap_ms)
+
+
 def _critical_path(
-    steps: Sequence[Step], timings: Mapping[StepKey, CallTiming], t0: float
+    steps: Sequence[Step],
+    timings: Mapping[StepKey, CallTiming],
+    t0: float,
+    phase_timings: Mapping[StepKey, list[CallTiming]] | None = None,
 ) -> dict[StepKey, _Done]:
-    """Each step's counted end and the device time along the path that released it."""
+    """Each step's counted end and the device time along the path that released it.
+
+    A step with sync points is its phases in turn: phase k of every device of the group
+    waits for phase k-1 of all of them (their partials)."""
     done: dict[StepKey, _Done] = {}
     last_of: dict[str, StepKey] = {}
+    phase_timings = phase_timings or {}
+    by_group: dict[int, list[Step]] = {}
     for step in steps:
-        key, timing = (step.group, step.device), timings[(step.group, step.device)]
-        deps = [done[last_of[step.device]]] if step.device in last_of else []
-        deps += [done[(step.group - 1, t.source)] for t in step.receive if t.source != COORDINATOR]
-        if deps:
-            gate = max(deps, key=lambda d: d.timing.end_s)
-            base, path, released = gate.counted_end_ms, gate.device_path_ms, gate.timing.end_s
-        else:
-            base, path, released = 0.0, 0.0, t0
-        gap_ms = max(0.0, (timing.start_s - released) * 1e3)
-        own = timing.device_ms
-        done[key] = _Done(timing, base + gap_ms + own, path + own, gap_ms)
-        last_of[step.device] = key
+        by_group.setdefault(step.group, []).append(step)
+    for g, group in by_group.items():
+        first: dict[str, _Done] = {}
+        for step in group:
+            key = (step.group, step.device)
+            timing = phase_timings[key][0] if key in phase_timings else timings[key]
+            deps = [done[last_of[step.device]]] if step.device in last_of else []
+            deps += [done[(g - 1, t.source)] for t in step.receive if t.source != COORDINATOR]
+            first[step.device] = _released(deps, timing, t0)
+        current = first
+        n_phases = max((len(phase_timings.get((g, s.device), [])) for s in group), default=0)
+        for k in range(1, n_phases):
+            prev = list(current.values())
+            current = {
+                s.device: _released([current[s.device], *prev], phase_timings[(g, s.device)][k], t0)
+                for s in group
+            }
+        for step in group:
+            done[(g, step.device)] = current[step.device]
+            last_of[step.device] = (g, step.device)
     return done
+
+
+def _keep_tokens(tokens: dict[Any, Any], step: Step, order: StepOrder, call: StepCall) -> None:
+    for token, dest, rows in zip(call.pieces, order.dests, order.send_rows, strict=True):
+        tokens[(step.group, step.device, dest, rows)] = token
+
+
+def _submit_phases(
+    schedule: Schedule,
+    g: int,
+    orders: Mapping[StepKey, StepOrder],
+    handles: Mapping[str, DeviceHandle],
+    phases: dict[int, list[list[StepCall]]],
+    calls: dict[StepKey, StepCall],
+    tokens: dict[Any, Any],
+) -> None:
+    """The later phases of group g's steps, all submitted now: phase k of each device takes
+    every device's phase k-1 partial by reference, so the partials go device to device."""
+    steps = schedule.group_steps(g)
+    n = orders[(g, steps[0].device)].syncs
+    for k in range(1, n + 1):
+        partials = [per_device[k - 1].pieces[0] for per_device in phases[g]]
+        for i, s in enumerate(steps):
+            call = handles[s.device].submit_step(orders[(g, s.device)], partials, phase=k)
+            phases[g][i].append(call)
+    for i, s in enumerate(steps):
+        calls[(g, s.device)] = phases[g][i][-1]
+        _keep_tokens(tokens, s, orders[(g, s.device)], phases[g][i][-1])
 
 
 def _groups(schedule: Schedule, done: Mapping[StepKey, _Done]) -> tuple[GroupRun, ...]:

@@ -10,6 +10,12 @@ Time is counted honestly on emulated boards: a group's time is the real time the
 coordinator spent on it, with only the slowest board's own dilated time (its compute and
 link sleeps) divided by the dilation. Coordinator work, Ray's per-call overhead and
 stitching stay undivided.
+
+At a sync point inside a group (squeeze-and-excitation's pool) the devices swap their
+partial reductions among themselves mid-call (`maniple.devices.sync_exchange`); where
+they cannot (devices of two transports) they answer with their partials, and the
+coordinator combines them and sends the result back, one more round per sync point,
+counted the same way.
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import torch
 
 from maniple.devices.handles import DeviceHandle
+from maniple.devices.step import make_partial, open_partial
+from maniple.devices.sync_exchange import prepare_swap
 from maniple.devices.timing import CallTiming
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
@@ -28,6 +37,7 @@ from maniple.spatial.plan import SpatialPlan
 from maniple.spatial.runtimes.result import GroupRun, SpatialRun, check_runnable
 from maniple.spatial.schedule import COORDINATOR, Schedule, lower
 from maniple.tiling import stitch
+from maniple.tiling.sync import combine
 
 
 def _counted_ms(wall_ms: float, timings: list[CallTiming]) -> float:
@@ -76,10 +86,14 @@ def run_schedule(
     cutting its inputs to stitching its output (`_counted_ms`).
     """
     _check_star(schedule, handles, graph, x)
+    swap = bool(schedule.syncs) and prepare_swap([handles[d] for d in schedule.devices])
     groups: list[GroupRun] = []
     with torch.no_grad():
         for g, (first, last) in enumerate(schedule.groups):
             steps = schedule.group_steps(g)
+            alone = len(steps) == 1
+            swapping = swap and not alone and bool(schedule.group_syncs(g))
+            peers = tuple(s.device for s in steps) if swapping else ()
             t0 = time.perf_counter()
             calls = []
             for step in steps:
@@ -87,16 +101,31 @@ def run_schedule(
                 x_band = x[:, :, lo:hi].contiguous()
                 calls.append(
                     handles[step.device].submit_span(
-                        first, last, step.run.out_rows, x_band, concurrent=len(steps)
+                        first,
+                        last,
+                        step.run.out_rows,
+                        x_band,
+                        concurrent=len(steps),
+                        solo=alone,  # a lone device's partials are the whole reductions
+                        peers=peers,
                     )
                 )
             results = [c.result() for c in calls]
-            x = stitch([y for y, _ in results])
             wall_ms = (time.perf_counter() - t0) * 1e3
             timings = [t for _, t in results]
-            groups.append(
-                GroupRun((first, last), wall_ms, _counted_ms(wall_ms, timings), tuple(timings))
-            )
+            counted = _counted_ms(wall_ms, timings)
+            for point in () if alone or swapping else schedule.group_syncs(g):
+                results, round_ms, round_timings = _sync_round(
+                    schedule, g, point.node, results, handles, graph
+                )
+                wall_ms += round_ms
+                counted += _counted_ms(round_ms, round_timings)
+                timings += round_timings
+            t1 = time.perf_counter()
+            x = stitch([y for y, _ in results])
+            stitch_ms = (time.perf_counter() - t1) * 1e3
+            wall_ms += stitch_ms
+            groups.append(GroupRun((first, last), wall_ms, counted + stitch_ms, tuple(timings)))
         t0 = time.perf_counter()
         y = graph.tail_module(x) if run_tail else x
         tail_ms = (time.perf_counter() - t0) * 1e3
@@ -111,6 +140,32 @@ def run_schedule(
         schedule,
         bytes_through_coordinator=sum(moved.values()),
     )
+
+
+def _sync_round(
+    schedule: Schedule,
+    g: int,
+    node: str,
+    results: list[tuple[Any, CallTiming]],
+    handles: Mapping[str, DeviceHandle],
+    graph: LayerGraph,
+) -> tuple[list[tuple[Any, CallTiming]], float, list[CallTiming]]:
+    """One sync point of group g through the coordinator: the devices' partials in, their
+    combination (in device order) out to every device, which carries on to the next sync
+    point or the end. (results, the round's real ms, its timings)."""
+    steps = schedule.group_steps(g)
+    t0 = time.perf_counter()
+    partials = [open_partial(p, COORDINATOR, s.device) for (p, _), s in zip(results, steps)]
+    info = graph.node(node).sync
+    assert info is not None
+    total = make_partial(COORDINATOR, combine(partials, info))
+    first, last = schedule.groups[g]
+    calls = [
+        handles[s.device].submit_resume(first, last, s.run.out_rows, total, concurrent=len(steps))
+        for s in steps
+    ]
+    results = [c.result() for c in calls]
+    return results, (time.perf_counter() - t0) * 1e3, [t for _, t in results]
 
 
 def _check_star(
