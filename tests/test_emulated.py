@@ -9,7 +9,6 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -20,23 +19,11 @@ from maniple.devices.emulated import DEFAULT_DILATION
 from maniple.devices.tiny import TINY_INPUT_SHAPE, TINY_NETWORK
 from maniple.errors import ManipleError
 
-pytestmark = pytest.mark.emulated
+pytestmark = [pytest.mark.emulated, pytest.mark.usefixtures("ray_session")]
 pytest.importorskip("ray")
 
 TINY = ModelSpec(TINY_NETWORK, input_shape=TINY_INPUT_SHAPE)
 TOLERANCE = 0.10
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session() -> Iterator[object]:
-    """One private Ray on 127.0.0.1 for the module; shut down even if tests fail."""
-    from maniple.devices.ray_backend import ensure_ray, release_ray
-
-    session = ensure_ray()
-    try:
-        yield session
-    finally:
-        release_ray(session)
 
 
 @pytest.mark.slow  # a timing threshold: the benchmark command reports it

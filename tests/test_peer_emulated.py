@@ -10,7 +10,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,21 +27,10 @@ from maniple.spatial.runtimes.peer import run_peer_schedule
 from maniple.spatial.schedule_peer import coordinator_bytes, device_bytes, lower_peer
 from maniple.tiling.verify import relative_error
 
-pytestmark = pytest.mark.emulated
+pytestmark = [pytest.mark.emulated, pytest.mark.usefixtures("ray_session")]
 pytest.importorskip("ray")
 
 TINY = ModelSpec(TINY_NETWORK, input_shape=TINY_INPUT_SHAPE)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session() -> Iterator[object]:
-    from maniple.devices.ray_backend import ensure_ray, release_ray
-
-    session = ensure_ray()
-    try:
-        yield session
-    finally:
-        release_ray(session)
 
 
 def _schedule(names, flc=None):

@@ -7,8 +7,6 @@ Marked `emulated`; one local Ray instance (127.0.0.1 only) serves the whole modu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -25,21 +23,10 @@ from maniple.spatial.schedule import lower
 from maniple.spatial.schedule_peer import lower_peer
 from maniple.tiling.verify import relative_error
 
-pytestmark = pytest.mark.emulated
+pytestmark = [pytest.mark.emulated, pytest.mark.usefixtures("ray_session")]
 pytest.importorskip("ray")
 
 NETWORK, SHAPE = "mobilenet-v3-large", (3, 64, 64)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session() -> Iterator[object]:
-    from maniple.devices.ray_backend import ensure_ray, release_ray
-
-    session = ensure_ray()
-    try:
-        yield session
-    finally:
-        release_ray(session)
 
 
 def test_boards_swap_partials_and_split_exactly() -> None:

@@ -23,6 +23,8 @@ from maniple.devices.step import (
     COORDINATOR,
     Piece,
     StepOrder,
+    charge_in,
+    charge_out,
     cut_pieces,
     fetch,
     kept_rows,
@@ -241,8 +243,6 @@ class SyncPhases:
                 pieces = tuple(fetch(pieces))  # before the clock: Ray's time, counted whole
             start, w0 = time.time(), time.perf_counter()
             if phase == 0:
-                from maniple.devices.step import charge_in
-
                 link_ms = charge_in(clock, order, pieces, self._link_bytes)
                 run = None
             else:
@@ -290,8 +290,6 @@ class SyncPhases:
                 shared = share([part], [name]) if self.numpy_out else [part]
                 return (timing, *shared)
             self._held = (order.last, order.out_rows, run.output)
-            from maniple.devices.step import charge_out
-
             out, out_ms = charge_out(clock, order, out, self._link_bytes)
             timing = self._timing("step", times, link_ms + out_ms, start, w0)
             if self.numpy_out:

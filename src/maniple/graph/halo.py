@@ -126,7 +126,7 @@ def halo(graph: LayerGraph, first: int, last: int, out_rows: tuple[int, int]) ->
                 pad = p
             in_rows.append((lo, hi))
             old = required.get(inp)
-            required[inp] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+            required[inp] = (lo, hi) if old is None else _hull(old, (lo, hi))
         bands[name] = NodeBand(rows, tuple(in_rows), pad)
     ordered = tuple((n, bands[n]) for n in names if n in bands)
     return HaloPlan(first, last, out_rows, span_input, required[span_input], ordered)

@@ -158,8 +158,7 @@ def _layout_rule(
         dim = int(_arg(node, 1, "dim", 0)) % ndim
         return tail if dim == r else row("cat")
     if target in ("chunk", "split") or target in (torch.chunk, torch.split):
-        default = 0
-        dim = int(_arg(node, 2, "dim", default)) % ndim
+        dim = int(_arg(node, 2, "dim", 0)) % ndim
         return tail if dim == r else row(str(getattr(target, "__name__", target)))
     if op == "call_function" and target is operator.getitem:
         return _getitem_rule(node, values, x, r, tail)

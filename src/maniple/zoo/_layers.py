@@ -13,36 +13,6 @@ from torch import nn
 IntPair = int | tuple[int, int]
 
 
-class ConvBNAct(nn.Sequential):
-    """Conv (no bias, BN supplies it) -> BatchNorm -> activation, the common CNN triple."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: IntPair,
-        stride: IntPair = 1,
-        padding: IntPair = 0,
-        groups: int = 1,
-        act: nn.Module | None = None,
-        bn_eps: float = 1e-5,
-        bn_momentum: float = 0.1,
-    ) -> None:
-        super().__init__(
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride=stride,
-                padding=padding,
-                groups=groups,
-                bias=False,
-            ),
-            nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum),
-            act if act is not None else nn.ReLU(inplace=False),
-        )
-
-
 class ConvBN(nn.Sequential):
     """Conv (no bias) -> BatchNorm with no activation: the linear projections of
     inverted-residual and bottleneck blocks, and their shortcut projections."""
@@ -70,6 +40,27 @@ class ConvBN(nn.Sequential):
             ),
             nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum),
         )
+
+
+class ConvBNAct(ConvBN):
+    """Conv (no bias, BN supplies it) -> BatchNorm -> activation, the common CNN triple."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: IntPair = 0,
+        groups: int = 1,
+        act: nn.Module | None = None,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, groups, bn_eps, bn_momentum
+        )
+        self.append(act if act is not None else nn.ReLU(inplace=False))
 
 
 class SqueezeExcitation(nn.Module):

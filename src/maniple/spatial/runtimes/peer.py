@@ -137,7 +137,6 @@ def run_peer_schedule(
     _wire_bytes(handles, schedule.devices)  # start the links' counters from zero
     with torch.no_grad():
         t0 = time.time()
-        g_calls: dict[int, list[StepCall]] = {}
         for step in steps:
             key, order = (step.group, step.device), orders[(step.group, step.device)]
             pieces = []
@@ -150,14 +149,13 @@ def run_peer_schedule(
                 else:
                     pieces.append(tokens[(step.group - 1, t.source, step.device, t.rows)])
             call = handles[step.device].submit_step(order, pieces)
-            g_calls.setdefault(step.group, []).append(call)
             phased = order.syncs and not order.swap
             if phased:
                 phases.setdefault(step.group, []).append([call])
             calls[key] = call
             if not phased:
                 _keep_tokens(tokens, step, order, call)
-            if phased and len(g_calls[step.group]) == len(schedule.group_steps(step.group)):
+            if phased and len(phases[step.group]) == len(schedule.group_steps(step.group)):
                 _submit_phases(schedule, step.group, orders, handles, phases, calls, tokens)
         last = len(schedule.groups) - 1
         tail_steps = schedule.group_steps(last)
