@@ -46,7 +46,7 @@ WING_STAGES = {
         ],
         ["measure_io"],
         ["plan", "planners"],
-        ["run", "infer", "compare"],
+        ["run", "baseline", "infer", "compare"],
         ["report", "timeline"],
     ],
     "maniple.spatial": [
@@ -55,7 +55,7 @@ WING_STAGES = {
         ["schedule", "schedule_checks", "schedule_text", "schedule_peer"],
         ["profiler", "cache"],
         ["runtimes"],
-        ["measured", "peer_setup", "session", "setup"],
+        ["measured", "peer_setup", "session", "setup", "testbed_session"],
         ["bench", "bench_peer", "figures"],
     ],
 }

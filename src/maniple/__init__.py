@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "StoreFile": "maniple.store",
     "device_key": "maniple.store",
     "strict_fp32": "maniple.precision",
+    "ExecMode": "maniple.precision",
     # batch wing
     "PerfTable": "maniple.batch",
     "ProfileStore": "maniple.batch",

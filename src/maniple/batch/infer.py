@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from maniple.batch.baseline import REFERENCE_IMAGES, TorchBaseline, fp32_reference, torch_baseline
 from maniple.batch.perf_table import PerfTable
 from maniple.batch.plan import BatchPlan
 from maniple.batch.planners import PLANNERS, plan_batch
@@ -31,12 +32,21 @@ from maniple.batch.run import BatchRun, max_rel_error, median_run, run_interleav
 from maniple.batch.store import ProfileStore
 from maniple.cluster import ClusterSpec
 from maniple.devices import ModelSpec
+from maniple.devices.names import DeviceSpec
 from maniple.errors import ManipleError, UnknownNameError
-from maniple.precision import strict_fp32, tf32_enabled
+from maniple.precision import (
+    DEFAULT_MODE,
+    ExecMode,
+    check_tf32_agree,
+    loosest_tolerance,
+    set_tf32,
+    tf32_enabled,
+)
 from maniple.spread import check_repeats, speedup_verdict, spread_json
 
 DEFAULT_MIN_GAIN = 0.03
 TOLERANCE = 1e-4  # max abs error relative to the output's scale (fp32), see DESIGN.md
+BASELINES = (None, "torch")
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,8 @@ class InferOptions:
     profile_repeats: int = 3
     profile_budget_s: float | None = None
     min_gain: float = DEFAULT_MIN_GAIN
+    mode: ExecMode = DEFAULT_MODE
+    baseline: str | None = None
 
     def validate(self) -> InferOptions:
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
@@ -67,6 +79,8 @@ class InferOptions:
         check_repeats(self.profile_repeats, "--profile-repeats")
         if self.warmup < 0:
             raise ManipleError(f"warm-up runs must be >= 0, got {self.warmup}")
+        if self.baseline not in BASELINES:
+            raise UnknownNameError("baseline", str(self.baseline), [b for b in BASELINES if b])
         if not 0 <= self.min_gain < 1:
             raise ManipleError(
                 f"--min-gain is a fraction in [0, 1) (0.03 = 3%), got {self.min_gain!r}"
@@ -89,6 +103,11 @@ class InferResult:
     runs: tuple[BatchRun, ...]
     single_runs: tuple[BatchRun, ...]
     max_rel_error: float
+    tolerance: float = TOLERANCE
+    modes: dict[str, ExecMode] | None = None
+    error_vs_fp32: float | None = None
+    build_ms: dict[str, dict[str, float]] | None = None
+    torch_baseline: TorchBaseline | None = None
 
     @property
     def run(self) -> BatchRun:
@@ -138,7 +157,7 @@ class InferResult:
 
     @property
     def ok(self) -> bool:
-        return self.max_rel_error <= TOLERANCE
+        return self.max_rel_error <= self.tolerance
 
     def to_json(self) -> dict[str, Any]:
         run, single = self.run, self.single
@@ -165,8 +184,18 @@ class InferResult:
             "ideal_ms": self.ideal_ms,
             "fraction_of_ideal": self.fraction_of_ideal,
             "max_rel_error": self.max_rel_error,
-            "tolerance": TOLERANCE,
+            "tolerance": self.tolerance,
             "outputs_equal": self.ok,
+            "precision": {d: m.to_json() for d, m in (self.modes or {}).items()},
+            "error_vs_fp32": self.error_vs_fp32,
+            "error_vs_fp32_images": REFERENCE_IMAGES if self.error_vs_fp32 is not None else 0,
+            "build_ms": self.build_ms or {},
+            "torch_baseline": self.torch_baseline.to_json() if self.torch_baseline else None,
+            "speedup_over_torch": (
+                self.torch_baseline.median_ms / self.run.measured_ms
+                if self.torch_baseline
+                else None
+            ),
             "fallback": self.fallback,
             "tf32": tf32_enabled(),
             "planned_shares": dict(self.planned.shares),
@@ -232,16 +261,25 @@ def infer(
     progress: bool = True,
     console: Console | None = None,
 ) -> InferResult:
-    """Open the devices of `cluster`, profile what the store lacks, plan, run and check."""
+    """Open the devices of `cluster`, profile what the store lacks, plan, run and check.
+    Every device computes in `options.mode` (unless its cluster entry names its own
+    precision); the split is checked against the single unit at the loosest tolerance of
+    the precisions that ran, and its error against fp32 is reported beside it."""
     options.validate()
+    cluster = cluster.with_mode(options.mode)
     model = ModelSpec(options.network, seed=options.seed, input_shape=options.input_shape)
     shape = model_input_shape(model)
     sizes = options.sizes if options.sizes is not None else profile_sizes(options.batch)
     from maniple.devices.host_limits import check_infer  # limits before any device opens
 
     check_infer(cluster.devices, model, shape, options.batch, sizes, cluster.ray_address)
-    if any(d.kind == "cuda" for d in cluster.devices):
-        strict_fp32()
+    modes = {d.name: d.exec_mode for d in cluster.devices}
+    local_gpus = [d for d in cluster.devices if d.is_local and d.kind == "cuda"]
+    if local_gpus:
+        set_tf32(check_tf32_agree((d.name, d.exec_mode) for d in local_gpus))
+    x = random_batch(options.batch, shape, options.seed)
+    if local_gpus and torch.cuda.is_available():
+        x = x.pin_memory()  # so a GPU's uploads are asynchronous and overlap its compute
     with profiled_cluster(
         cluster,
         model,
@@ -257,7 +295,6 @@ def infer(
             table, options.batch, options.planner, options.min_gain
         )
         single = plan_batch(table, options.batch, "single")
-        x = random_batch(options.batch, shape, options.seed)
         runs = run_interleaved(
             {"split": plan, "single": single},
             devices,
@@ -265,8 +302,23 @@ def infer(
             repeats=options.repeats,
             warmup=options.warmup,
         )
+        build_ms = {h.name: h.build_times() for h in devices}
+        baseline = None
+        if options.baseline == "torch":
+            where = baseline_device(cluster, single.best_single_device, table, options.batch)
+            baseline = torch_baseline(
+                model, where.torch_device, where.exec_mode, x,
+                repeats=options.repeats, warmup=options.warmup,
+            )  # fmt: skip
     split_runs, single_runs = runs["split"], runs["single"]
+    used = set(plan.devices_used) | set(single.devices_used)
+    tolerance = loosest_tolerance(modes[d] for d in used)
     error = max_rel_error(median_run(split_runs).output, median_run(single_runs).output)
+    vs_fp32 = None
+    if any(not modes[d].is_default for d in used):
+        ref_device = "cuda" if local_gpus and torch.cuda.is_available() else "cpu"
+        reference = fp32_reference(model, x[:REFERENCE_IMAGES], ref_device)
+        vs_fp32 = max_rel_error(median_run(split_runs).output[:REFERENCE_IMAGES], reference)
     return InferResult(
         options,
         table,
@@ -277,4 +329,27 @@ def infer(
         tuple(split_runs),
         tuple(single_runs),
         error,
+        tolerance,
+        {d: modes[d] for d in table.devices if d in modes},
+        vs_fp32,
+        {d: b for d, b in build_ms.items() if b},
+        baseline,
     )
+
+
+def baseline_device(cluster: ClusterSpec, best: str, table: PerfTable, batch: int) -> DeviceSpec:
+    """Where plain PyTorch runs: the best single unit if it is a device of this process,
+    else the fastest local GPU of the run, else its local CPU (plain PyTorch cannot run on a
+    remote worker from here)."""
+    local = [d for d in cluster.devices if d.is_local]
+    by_name = {d.name: d for d in local}
+    if best in by_name:
+        return by_name[best]
+    gpus = [d for d in local if d.kind == "cuda"]
+    pool = gpus or local
+    if not pool:
+        raise ManipleError(
+            "--baseline torch runs plain PyTorch on a device of this process, but every "
+            "device of this run is remote or emulated; add cpu or cuda:N to --devices"
+        )
+    return min(pool, key=lambda d: table.estimate_ms(d.name, batch))

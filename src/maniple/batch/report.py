@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from maniple.batch.infer import TOLERANCE, InferResult
+from maniple.batch.baseline import REFERENCE_IMAGES
+from maniple.batch.infer import InferResult
 from maniple.batch.measure_io import IoMeasurement
 from maniple.spread import Spread, verdict_note
 
@@ -50,9 +51,30 @@ def summary_lines(result: InferResult) -> list[str]:
         f"ideal (batch over the units' summed throughput): {result.ideal_ms:.1f} ms; "
         f"this run reaches {result.fraction_of_ideal:.0%} of it",
         f"output: max relative error {result.max_rel_error:.1e} against "
-        f"{result.single_device} alone (tolerance {TOLERANCE:.0e}): "
+        f"{result.single_device} alone (tolerance {result.tolerance:.0e}): "
         + ("equal" if result.ok else "NOT EQUAL"),
     ]
+    modes = sorted({m.describe() for m in (result.modes or {}).values()})
+    if modes and modes != ["fp32"]:
+        lines.append(f"precision: {', '.join(modes)}")
+    if result.error_vs_fp32 is not None:
+        lines.append(
+            f"error against strict fp32 (first {REFERENCE_IMAGES} images): "
+            f"{result.error_vs_fp32:.1e} of the output's scale"
+        )
+    base = result.torch_baseline
+    if base is not None:
+        where = "pinned on the host" if base.device.startswith("cuda") else "on the host"
+        lines.append(
+            f"plain PyTorch on {base.device} ({base.mode.describe()}, input {where}): "
+            f"{base.median_ms:.1f} ms ({len(base.runs_ms)} runs: "
+            f"{Spread.of(list(base.runs_ms))}); speedup over it: split "
+            f"{base.median_ms / run.measured_ms:.2f}x, {result.single_device} alone "
+            f"{base.median_ms / single.measured_ms:.2f}x"
+        )
+    for device, shapes in (result.build_ms or {}).items():
+        built = ", ".join(f"{shape} {ms / 1e3:.1f} s" for shape, ms in shapes.items())
+        lines.append(f"compiled on {device} (not in the timed runs): {built}")
     if result.fallback:
         lines.append(f"note: {result.fallback}")
     if any(u.timing is not None and u.timing.emulated for u in run.units):

@@ -119,4 +119,37 @@ TimeoutOpt = Annotated[
     ),
 ]
 """The `--timeout` option of every command that waits for devices."""
+
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="fp32 (strict, the default), tf32, bf16 or fp16, for every device whose "
+        "cluster entry names no precision of its own; emulated boards stay fp32.",
+    ),
+]
+MemoryFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--memory-format",
+        help="auto (channels-last on a GPU below fp32), contiguous or channels-last.",
+    ),
+]
+CompileOpt = Annotated[
+    str,
+    typer.Option(
+        "--compile",
+        help="off, default or max-autotune-no-cudagraphs (torch.compile), or cuda-graphs; "
+        "GPUs only, built once per shape, the build time reported and never timed.",
+    ),
+]
+
+
+def exec_mode(precision: str, memory_format: str, compile_mode: str) -> Any:
+    """The run's ExecMode from the three options (a bad value names the valid ones)."""
+    from maniple.precision import ExecMode, parse_precision
+
+    return ExecMode(parse_precision(precision), memory_format, compile_mode)
+
+
 DEFAULT_TIMEOUT_S = 30.0

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from maniple.cli.app import DEFAULT_TIMEOUT_S, ProfileDbOpt, TimeoutOpt
+from maniple.cli.app import (
+    DEFAULT_TIMEOUT_S,
+    CompileOpt,
+    MemoryFormatOpt,
+    PrecisionOpt,
+    ProfileDbOpt,
+    TimeoutOpt,
+    exec_mode,
+)
 from maniple.errors import ManipleError
 from maniple.spread import check_repeats
 
@@ -86,6 +94,20 @@ def _cluster_spec(
     return spec
 
 
+def _sizes(text: str) -> list[int]:
+    """`--profile-sizes 1,8,64`: positive whole numbers, at least one."""
+    try:
+        sizes = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        sizes = []
+    if not sizes or sizes[0] < 1:
+        raise ManipleError(
+            f"--profile-sizes takes positive batch sizes, comma-separated, got {text!r}; "
+            "e.g. --profile-sizes 1,8,64,256"
+        )
+    return sizes
+
+
 def _shape(text: str | None) -> tuple[int, int, int] | None:
     from maniple.zoo import parse_input_shape
 
@@ -114,7 +136,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         check: Annotated[
             bool,
-            typer.Option(help="Exit 1 if the split's output differs from one unit's (>1e-4)."),
+            typer.Option(
+                help="Exit 1 if the split's output differs from one unit's by more than the "
+                "precision's tolerance (1e-4 fp32, 1e-3 tf32, 2e-2 bf16/fp16)."
+            ),
         ] = True,
         input_shape: InputShapeOpt = None,
         seed: Annotated[int, typer.Option(help="Seed of the weights and the input.")] = 0,
@@ -141,9 +166,29 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 0.03,
         timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+        precision: PrecisionOpt = "fp32",
+        memory_format: MemoryFormatOpt = "auto",
+        compile_mode: CompileOpt = "off",
+        baseline: Annotated[
+            str | None,
+            typer.Option(
+                "--baseline",
+                help="torch: also time plain PyTorch on the best single GPU at the same "
+                "precision, input pinned on the host, and print it beside the split.",
+            ),
+        ] = None,
+        profile_sizes: Annotated[
+            str | None,
+            typer.Option(
+                "--profile-sizes",
+                help="Batch sizes to profile, comma-separated (e.g. 1,8,64,256: fewer "
+                "shapes to compile with --compile); default: the study's sizes.",
+            ),
+        ] = None,
     ) -> None:
         """Profile each device, split a batch across them, run it, and compare with the
-        best single device alone on the same batch."""
+        best single device alone on the same batch (and, with --baseline torch, with plain
+        PyTorch)."""
         from maniple.batch.infer import InferOptions, infer
         from maniple.batch.perf_table import SEED_BATCHES
         from maniple.batch.report import summary_lines, unit_table
@@ -157,6 +202,10 @@ def register(app: typer.Typer) -> None:
                     f"--profile-max-batch must be >= 1, got {profile_max_batch}; e.g. 33"
                 )
             sizes = [s for s in SEED_BATCHES if s <= profile_max_batch] or [1]
+        if profile_sizes is not None:
+            if sizes is not None:
+                raise ManipleError("give --profile-sizes or --profile-max-batch, not both")
+            sizes = _sizes(profile_sizes)
         options = InferOptions(
             network=network,
             batch=batch,
@@ -168,6 +217,8 @@ def register(app: typer.Typer) -> None:
             profile_repeats=profile_repeats,
             profile_budget_s=profile_budget,
             min_gain=min_gain,
+            mode=exec_mode(precision, memory_format, compile_mode),
+            baseline=baseline,
         ).validate()
         if timeline is not None:
             check_writable(timeline, "--timeline")
@@ -197,7 +248,7 @@ def register(app: typer.Typer) -> None:
             err_console.print(
                 f"[bold red]check failed:[/] the split's output differs from "
                 f"{result.single_device}'s by {result.max_rel_error:.1e} of its scale "
-                "(tolerance 1e-4)",
+                f"(tolerance {result.tolerance:.0e})",
                 highlight=False,
             )
             raise typer.Exit(1)

@@ -161,28 +161,36 @@ def register(app: typer.Typer) -> None:
         devices: Annotated[int, typer.Option(help="Devices to split each map across.")] = 4,
         trials: Annotated[int, typer.Option(help="Random fused configurations to try.")] = 5,
         seed: Annotated[int, typer.Option(help="Seed for configurations, ratios, input.")] = 0,
-        dtype: Annotated[str, typer.Option(help="float32 or float16.")] = "float32",
+        precision: Annotated[
+            str | None,
+            typer.Option(help="fp32 (strict, the default), tf32, bf16 or fp16."),
+        ] = None,
+        dtype: Annotated[
+            str | None, typer.Option(help="float32 or float16 (older spelling of --precision).")
+        ] = None,
         device: Annotated[str, typer.Option(help="Where to run the bands: cpu or cuda:N.")] = "cpu",
         input_shape: InputShapeOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Check that NETWORK splits exactly: random groups and ratios, band by band.
 
-        Exits 1 when any trial's error exceeds the tolerance (1e-4 of the output's scale
-        in float32, 1e-2 in float16).
+        Exits 1 when any trial's error exceeds the precision's tolerance (of the output's
+        scale: 1e-4 fp32, 1e-3 tf32, 2e-2 bf16 and fp16); the unsplit output's error
+        against strict fp32 is printed beside it.
         """
-        import torch
-
+        from maniple.precision import parse_precision
         from maniple.tiling.verify import verify_split
 
-        dtypes = {"float32": torch.float32, "float16": torch.float16}
-        if dtype not in dtypes:
-            raise ManipleError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+        if dtype is not None and dtype not in ("float32", "float16"):
+            raise ManipleError(f"--dtype must be one of float32, float16, got {dtype!r}")
+        if dtype is not None and precision is not None:
+            raise ManipleError("give --precision or --dtype, not both")
+        chosen = parse_precision(precision or dtype or "fp32")
         _check_verify_counts(devices, trials)
         where = _verify_device(device)
         graph = _load_graph(network, input_shape, seed=0)
-        tol = 1e-4 if dtype == "float32" else 1e-2
-        result = verify_split(graph, trials, devices, seed, dtypes[dtype], where, tol)
+        result = verify_split(graph, trials, devices, seed, device=where, precision=chosen)
+        tol = result.tolerance
         if json_out:
             print_json(result.to_json())
         else:
@@ -203,5 +211,10 @@ def register(app: typer.Typer) -> None:
                 f"{verdict}: largest error {result.max_rel_error:.2e} (tolerance {tol:.0e}); "
                 f"worst case cuts {list(worst.cuts)} ratios {list(worst.ratios)}"
             )
+            if result.error_vs_fp32 is not None:
+                console.print(
+                    f"{result.precision} against strict fp32 (unsplit): "
+                    f"{result.error_vs_fp32:.2e} of the output's scale"
+                )
         if not result.ok:
             raise typer.Exit(1)

@@ -8,11 +8,11 @@ import sys
 
 import typer
 
-from maniple.cli import batch, bench, demo, devices, graph, spatial, table
+from maniple.cli import batch, bench, demo, devices, graph, spatial, table, testbed
 from maniple.cli.app import app, err_console, set_document_stream
 from maniple.cli.boundary import run_guarded
 
-for _group in (table, devices, batch, graph, spatial, bench, demo):
+for _group in (table, devices, batch, graph, spatial, bench, testbed, demo):
     _group.register(app)
 
 

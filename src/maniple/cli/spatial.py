@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from maniple.cli.app import DEFAULT_TIMEOUT_S, ProfileDbOpt, TimeoutOpt
+from maniple.cli.app import (
+    DEFAULT_TIMEOUT_S,
+    CompileOpt,
+    MemoryFormatOpt,
+    PrecisionOpt,
+    ProfileDbOpt,
+    TimeoutOpt,
+    exec_mode,
+)
 from maniple.errors import ManipleError, UnknownNameError
 from maniple.spatial.plan import SEARCHES, SpatialPlan
 from maniple.spread import Spread, check_repeats
@@ -80,6 +88,16 @@ def register(app: typer.Typer) -> None:
         explain: Annotated[bool, typer.Option(help=_EXPLAIN)] = False,
         timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
         json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        precision: PrecisionOpt = "fp32",
+        memory_format: MemoryFormatOpt = "auto",
+        compile_mode: CompileOpt = "off",
+        testbed: Annotated[
+            bool,
+            typer.Option(
+                help="Run on the testbed that is up (`maniple testbed up`, root): its boards "
+                "as Ray nodes behind real shaped links; link byte counters in the JSON."
+            ),
+        ] = False,
     ) -> None:
         """Split every conv layer's rows across devices (Legion) and measure it.
 
@@ -89,11 +107,13 @@ def register(app: typer.Typer) -> None:
         with all devices at once, and compares with the fastest device alone. The output
         is checked against the single-device output (1e-4 of its scale).
         """
+        from maniple.cluster.testbed import attach
         from maniple.spatial.peer_setup import COMPRESS_MODES, RUNTIME_CHOICES
         from maniple.spatial.schedule import lower
         from maniple.spatial.schedule_peer import lower_peer
-        from maniple.spatial.session import LegionSession, check_plan_fits
+        from maniple.spatial.session import check_plan_fits
         from maniple.spatial.setup import open_cache, open_devices, prepare
+        from maniple.spatial.testbed_session import legion_session
         from maniple.store import StoreFile
         from maniple.zoo import parse_input_shape
 
@@ -123,6 +143,8 @@ def register(app: typer.Typer) -> None:
             dilation=dilation,
             input_shape=shape,
             timeout_s=timeout,
+            mode=exec_mode(precision, memory_format, compile_mode),
+            testbed=attach() if testbed else None,
         )
         if saved is not None:  # refuse a plan for something else before opening anything
             check_plan_fits(saved, setup.graph, [d.name for d in setup.spec.devices])
@@ -139,7 +161,8 @@ def register(app: typer.Typer) -> None:
                 bar.update(tasks[what], completed=done)
 
             cache = open_cache(store, handles, setup.graph, reprofile=reprofile)
-            session = LegionSession(
+            session = legion_session(
+                setup.testbed,
                 handles,
                 setup.graph,
                 repeats=repeats,
@@ -228,7 +251,8 @@ def _table(result: Any, name: str) -> Table:
         ("devices, fast-forward clock", _ms(info["fast_forward_ms"])),
         (f"one device ({result.single_device})", _single(result)),
         ("speedup", f"{result.speedup:.2f}x ({result.speedup_verdict})"),
-        ("max relative error", f"{result.max_rel_error:.1e}"),
+        ("max relative error", f"{result.max_rel_error:.1e} (tolerance {result.tolerance:.0e})"),
+        *_precision_rows(result),
         ("bytes through the coordinator", f"{result.bytes_through_coordinator:,}"),
         ("bytes device to device", f"{result.bytes_between_devices:,}"),
         ("wire / raw bytes", f"{result.compression_ratio:.3f}"),
@@ -237,6 +261,14 @@ def _table(result: Any, name: str) -> Table:
     for k, v in rows:
         table.add_row(k, v)
     return table
+
+
+def _precision_rows(result: Any) -> list[tuple[str, str]]:
+    """The precision and the error against strict fp32, where a device is not fp32."""
+    if result.error_vs_fp32 is None:
+        return []
+    modes = ", ".join(sorted(set(result.precision.values())))
+    return [("precision", modes), ("error against strict fp32", f"{result.error_vs_fp32:.1e}")]
 
 
 def _single(result: Any) -> str:

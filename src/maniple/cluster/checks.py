@@ -14,12 +14,17 @@ import re
 from typing import Any
 
 from maniple.errors import ManipleError
+from maniple.precision import parse_precision
 
 
 def check_name(value: Any, field: str) -> str:
     if not isinstance(value, str | int) or not str(value).strip():
         raise ManipleError(f"must be a non-empty string, got {value!r}")
     return str(value).strip()
+
+
+def check_precision(value: Any, field: str) -> str:
+    return parse_precision(str(value), "")
 
 
 def check_bool(value: Any, field: str) -> bool:

@@ -8,7 +8,7 @@ private Ray instance) in one call, even after an error.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from maniple.devices import host_limits
 from maniple.devices.handles import DeviceHandle, LocalHandle
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import check_present
+from maniple.devices.shaped_link import ShapedLink
 from maniple.devices.timing import WorkerInfo
 from maniple.errors import ManipleError, UnknownNameError
 from maniple.graph.memory import MemoryEstimate
@@ -102,9 +103,15 @@ def open_cluster(
     input_shape: tuple[int, int, int] | None = None,
     timeout_s: float | None = None,
     memory: MemoryEstimate | None = None,
+    nodes: Mapping[str, str] | None = None,
+    links: Mapping[str, ShapedLink] | None = None,
 ) -> Cluster:
     """Open every device of `spec` (a ClusterSpec or a YAML path), remote ones in parallel,
     each holding `model` if given. On any failure the opened ones are closed again.
+
+    On a testbed (`maniple testbed`): `nodes` places each emulated board named there on
+    the Ray node that selector names (else boards run on this node), and `links` gives
+    it its real shaped link, so its clock never sleeps for a link.
 
     Before anything starts, the emulated boards are checked against this host's cores,
     memory and process limit (`host_limits.check_boards`), with `memory` (the model's
@@ -137,15 +144,19 @@ def open_cluster(
                         f"device {d.name!r} runs in another process: open the cluster with a "
                         "ModelSpec (or ModelSpec(...).with_weights(module)), not an nn.Module"
                     )
+                clock = clocks.get(d.name)
+                if clock is not None and links and d.name in links:
+                    clock = dataclasses.replace(clock, real_link=links[d.name])
                 handles.append(
                     RayHandle(
                         d,
                         model,
                         threads=d.threads,
-                        clock=clocks.get(d.name),
+                        clock=clock,
                         address=spec.ray_address,
                         timeout_s=spec.timeout_s,
                         wait=False,
+                        node=(nodes or {}).get(d.name),
                     )
                 )
         for h in handles:

@@ -24,6 +24,8 @@ File format (version 1):
         node: 10.0.0.5          # IP, node id, custom resource, label, or head
         device: cuda:0          # default cpu
         threads: 4
+        precision: bf16         # optional, any device but an emulated board: fp32 (the
+                                # default), tf32, bf16 or fp16; --precision sets the rest
         name: board-a           # optional display name
 """
 
@@ -41,6 +43,7 @@ from maniple.cluster.checks import (
     check_name,
     check_positive_int,
     check_positive_number,
+    check_precision,
     check_ray_address,
     check_ray_target,
     check_timeout,
@@ -51,17 +54,18 @@ from maniple.devices.link import LinkSpec
 from maniple.devices.names import DeviceSpec, parse_device
 from maniple.devices.presets import PRESETS, board
 from maniple.errors import ManipleError, unknown_name_message
+from maniple.precision import ExecMode
 
 FILE_VERSION = 1
 _TOP_KEYS = ("version", "devices", "ray", "dilation", "fast_forward", "timeout_s")
 _KIND_KEYS: dict[str, tuple[str, ...]] = {
-    "cpu": ("threads",),
-    "cuda": ("index", "threads"),
-    "xpu": ("index", "threads"),
-    "igpu": ("threads",),
-    "mps": (),
+    "cpu": ("threads", "precision"),
+    "cuda": ("index", "threads", "precision"),
+    "xpu": ("index", "threads", "precision"),
+    "igpu": ("threads", "precision"),
+    "mps": ("precision",),
     "emulated": ("preset", "vgg16_ms", "count", "link"),
-    "ray": ("node", "device", "threads"),
+    "ray": ("node", "device", "threads", "precision"),
 }
 _KIND_ALIASES = {"emu": "emulated", "gpu": "cuda"}
 _LINK_KEYS = ("mbps", "latency_ms", "uplink_mbps")
@@ -91,10 +95,15 @@ class ClusterSpec:
     def needs_ray(self) -> bool:
         return self.ray_all_nodes or any(not d.is_local for d in self.devices)
 
+    def with_mode(self, mode: ExecMode) -> ClusterSpec:
+        """Every device under the run's `mode` (see DeviceSpec.with_mode)."""
+        return dataclasses.replace(self, devices=tuple(d.with_mode(mode) for d in self.devices))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": FILE_VERSION,
             "devices": self.names,
+            "precision": {d.name: d.precision for d in self.devices if d.precision},
             "ray": self.ray_address,
             "dilation": self.dilation,
             "fast_forward": self.fast_forward,
@@ -213,15 +222,14 @@ def _device_entry(at: _At, items: list[Any], i: int, item: Any) -> list[DeviceSp
 
     label = get("name", check_name)
     threads = get("threads", check_positive_int)
+    own = {"threads": threads, "label": label, "precision": get("precision", check_precision)}
     try:
         if kind in ("cpu", "mps"):
-            specs = [DeviceSpec(kind, threads=threads, label=label)]
+            specs = [DeviceSpec(kind, **own)]
         elif kind in ("cuda", "xpu"):
-            specs = [
-                DeviceSpec(kind, index=get("index", check_index, 0), threads=threads, label=label)
-            ]
+            specs = [DeviceSpec(kind, index=get("index", check_index, 0), **own)]
         elif kind == "igpu":
-            specs = [DeviceSpec("xpu", index=0, threads=threads, label=label)]
+            specs = [DeviceSpec("xpu", index=0, **own)]
         elif kind == "ray":
             if "node" not in item:
                 raise at.error(
@@ -232,7 +240,7 @@ def _device_entry(at: _At, items: list[Any], i: int, item: Any) -> list[DeviceSp
                 )
             node = get("node", check_name)
             target = get("device", check_ray_target, "cpu")
-            specs = [DeviceSpec("ray", node=node, target=target, threads=threads, label=label)]
+            specs = [DeviceSpec("ray", node=node, target=target, **own)]
         else:
             specs = _emulated_entry(at, item, field, get, label)
     except ManipleError as exc:

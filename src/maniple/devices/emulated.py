@@ -16,7 +16,9 @@ Two things keep host noise out of board times:
 What remains is the host's own speed drift since calibration (a few %).
 
 Fast-forward mode skips the sleeps and reports board time directly, for profiling sweeps.
-Links sleep `transfer_ms x D` the same way.
+Links sleep `transfer_ms x D` the same way, except on the testbed (`real_link`), where the
+bytes move for real over a veth shaped to the link / D: there the link never sleeps, and
+in fast-forward it still answers the model's ms, so profiles match an emulated board's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import NamedTuple, TypeVar
 from maniple.devices.calibration_record import Calibration
 from maniple.devices.cpuslots import CpuSlots, slot_count
 from maniple.devices.presets import BoardSpec
+from maniple.devices.shaped_link import ShapedLink
 from maniple.errors import ManipleError
 
 T = TypeVar("T")
@@ -63,12 +66,15 @@ def sleep_until(deadline: float) -> None:
 
 @dataclass(frozen=True)
 class BoardClock:
-    """Turns host computation into board time for one emulated board (picklable)."""
+    """Turns host computation into board time for one emulated board (picklable).
+
+    real_link: the board's shaped veth on the testbed (None: the link is the model's)."""
 
     board: BoardSpec
     calibration: Calibration
     dilation: float = DEFAULT_DILATION
     fast_forward: bool = False
+    real_link: ShapedLink | None = None
 
     def __post_init__(self) -> None:
         if not self.dilation >= 1.0:
@@ -114,18 +120,18 @@ class BoardClock:
         return out, ComputeTimes(board_ms, compute_ms, cpu_ms, overrun_ms, queue_ms)
 
     def wait(self, ms: float) -> float:
-        """Sleep `ms` emulated link milliseconds x D (unless fast-forward); returns `ms`."""
+        """Sleep `ms` emulated link milliseconds x D (unless fast-forward); returns `ms`.
+        On a real link: no sleep, and 0 ms in real time (the bytes took their own)."""
+        if self.real_link is not None:
+            return ms if self.fast_forward else 0.0
         if not self.fast_forward and ms > 0:
             sleep_until(time.perf_counter() + ms * self.dilation / 1e3)
         return ms
 
     def link(self, nbytes: int, concurrent: int = 1) -> float:
         """Emulated ms to move `nbytes` over the board's link; sleeps that x D (unless
-        fast-forward) and returns the emulated ms."""
-        ms = self.board.link.transfer_ms(nbytes, concurrent)
-        if not self.fast_forward and ms > 0:
-            sleep_until(time.perf_counter() + ms * self.dilation / 1e3)
-        return ms
+        fast-forward) and returns the emulated ms (a real link: as `wait`)."""
+        return self.wait(self.board.link.transfer_ms(nbytes, concurrent))
 
 
 def dilation_for(

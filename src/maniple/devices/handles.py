@@ -21,6 +21,7 @@ from torch import nn
 
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec
+from maniple.devices.shaped_link import ShapedLink
 from maniple.devices.step import Piece, StepOrder
 from maniple.devices.timing import CallTiming, WorkerInfo
 from maniple.devices.worker import Worker
@@ -78,6 +79,11 @@ class DeviceHandle(ABC):
     @property
     def dilation(self) -> float:
         return 1.0
+
+    @property
+    def shaped_link(self) -> ShapedLink | None:
+        """An emulated board's real link on the testbed (None: no such link)."""
+        return getattr(getattr(self, "_clock", None), "real_link", None)
 
     @abstractmethod
     def _submit(self, method: str, *args: Any, **kwargs: Any) -> Call[Any]:
@@ -198,6 +204,10 @@ class DeviceHandle(ABC):
     def link_bytes(self, reset: bool = False) -> dict[str, dict[str, int]]:
         """The bytes this device's link carried under the peer runtime (Worker.link_bytes)."""
         return self._submit("link_bytes", reset).result()
+
+    def build_times(self) -> dict[str, float]:
+        """Compile time per input shape built so far, ms (Worker.build_times)."""
+        return self._submit("build_times").result()
 
     def set_fast_forward(self, on: bool) -> None:
         """Emulated boards: skip the sleeps (True) or keep real time (False)."""

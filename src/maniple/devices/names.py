@@ -18,6 +18,7 @@ reports, and must mean the same thing everywhere; errors list what is valid.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import platform
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from maniple.devices.link import LinkSpec
 from maniple.devices.presets import PRESETS, BoardSpec, board
 from maniple.errors import ManipleError
+from maniple.precision import ExecMode, parse_precision
 
 LOCAL_KINDS = ("cpu", "cuda", "xpu", "mps")
 KINDS = (*LOCAL_KINDS, "emu", "ray")
@@ -49,6 +51,10 @@ class DeviceSpec:
     target:  the torch device on the Ray node, 'cpu' or 'cuda:N' (ray only)
     threads: intra-op threads the worker uses (None: torch's default; emu: always 1)
     label:   a display name that replaces the canonical one (from a cluster file)
+    precision: this device's own precision (a cluster file's `precision:` key), which the
+             run's `--precision` does not override; None: the run's
+    mode:    how the worker computes (precision, memory format, compiled), resolved for a
+             run by `with_mode`; None: `precision` (or fp32) with the defaults
     """
 
     kind: str
@@ -58,6 +64,8 @@ class DeviceSpec:
     target: str | None = None
     threads: int | None = None
     label: str | None = None
+    precision: str | None = None
+    mode: ExecMode | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -68,6 +76,10 @@ class DeviceSpec:
             )
         if self.kind == "emu" and self.board is None:
             raise ManipleError("an emulated device needs a board (emu:firefly-rk3399, ...)")
+        if self.precision is not None:
+            object.__setattr__(
+                self, "precision", parse_precision(self.precision, f"precision of {self.canonical}")
+            )
 
     @property
     def canonical(self) -> str:
@@ -86,6 +98,22 @@ class DeviceSpec:
         if self.kind == "ray":
             return f"ray:{self.node}/{self.target}"
         return self.kind
+
+    @property
+    def exec_mode(self) -> ExecMode:
+        """How this device computes: `mode`, else its own precision with the defaults."""
+        if self.mode is not None:
+            return self.mode
+        return ExecMode(self.precision or "fp32")
+
+    def with_mode(self, run: ExecMode) -> DeviceSpec:
+        """This device under a run's mode: the run's memory format and compile setting,
+        and the run's precision unless the device names its own. An emulated board always
+        computes strict fp32 eager: its speed is calibrated that way."""
+        if self.kind == "emu":  # a board's speed is calibrated in fp32: it stays there
+            return self
+        mode = dataclasses.replace(run, precision=self.precision or run.precision)
+        return dataclasses.replace(self, mode=mode)
 
     @property
     def name(self) -> str:

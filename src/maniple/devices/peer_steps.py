@@ -44,6 +44,7 @@ class PeerSteps:
     def _span_program(self, *key: Any) -> Any: ...  # pragma: no cover
     def _measure(self, compute: Any, key: Any) -> Any: ...  # pragma: no cover
     def _timing(self, *args: Any) -> Any: ...  # pragma: no cover
+
     # _step_phase and _run_swapping come from SyncPhases (never stub them here: this
     # class is before it in Worker's bases, so a stub would hide them)
 

@@ -238,6 +238,7 @@ class RayHandle(DeviceHandle):
     """A Worker in a Ray actor: a device on a Ray node, or an emulated board on this host.
 
     env: environment variables of the worker process (emulated boards: STEADY_MALLOC_ENV).
+    node: the node an emulated board runs on (a selector; a testbed's); None: this node.
     """
 
     def __init__(
@@ -252,9 +253,10 @@ class RayHandle(DeviceHandle):
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
         wait: bool = True,
         env: dict[str, str] | None = None,
+        node: str | None = None,
     ) -> None:
         check_remote_device(spec, clock)
-        self.spec, self.timeout_s, self._clock = spec, timeout_s, clock
+        self.spec, self.timeout_s, self._clock, self._node = spec, timeout_s, clock, node
         self._env = dict(STEADY_MALLOC_ENV) if env is None and spec.is_emulated else env
         self._session: RaySession | None = ensure_ray(address)
         self.pid: int | None = None
@@ -300,10 +302,10 @@ class RayHandle(DeviceHandle):
 
         spec = self.spec
         options, worker_spec = actor_options(spec, threads, self._env)
-        if spec.is_emulated:
+        if spec.is_emulated and self._node is None:
             node_id = ray.get_runtime_context().get_node_id()  # calibrated for this host
         else:
-            node = pick_node(live_nodes(ray.nodes()), spec.node or "")
+            node = pick_node(live_nodes(ray.nodes()), self._node or spec.node or "")
             private = self._session is not None and self._session.private
             check_fits(node, spec.name, options["num_cpus"], spec.target or "cpu", private=private)
             node_id = node["NodeID"]

@@ -113,11 +113,20 @@ class Piece:
         return self.size if self.size >= 0 else wire_nbytes(self.data)
 
 
+def host_array(t: torch.Tensor) -> np.ndarray:
+    """`t` as a contiguous host array. numpy has no bfloat16, so bf16 rows travel as
+    float32 (exact both ways); the receiving span casts them back to its own dtype."""
+    t = t.detach().to("cpu")
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.contiguous().numpy()
+
+
 def make_piece(
     source: str, rows: Band, t: torch.Tensor, compress: bool, up_ms: float = 0.0
 ) -> Piece:
     """Rows `rows` of a map as a piece from `source` (`t` holds exactly those rows)."""
-    a = t.detach().to("cpu").contiguous().numpy()
+    a = host_array(t)
     return Piece(source, (int(rows[0]), int(rows[1])), pack(a, compress), up_ms)
 
 
@@ -226,7 +235,7 @@ def compute_step(
 
 def make_partial(source: str, t: torch.Tensor) -> Piece:
     """A sync point's partial reduction as a piece (rows (0, 0): it holds no rows)."""
-    return Piece(source, (0, 0), pack(t.detach().to("cpu").contiguous().numpy(), False))
+    return Piece(source, (0, 0), pack(host_array(t), False))
 
 
 def open_partial(p: object, device: str, source: str) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from maniple.devices.emulated import BoardClock, ComputeTimes
+from maniple.devices.model_exec import ModelExec
 from maniple.devices.model_spec import ModelSpec
 from maniple.devices.names import DeviceSpec, parse_device
 from maniple.devices.peer_steps import PeerSteps
@@ -35,7 +36,7 @@ from maniple.devices.sync_phases import SyncPhases
 from maniple.devices.timing import CallTiming, WorkerInfo
 from maniple.devices.wire import _synchronize, from_wire, to_wire
 from maniple.errors import ManipleError
-from maniple.precision import strict_fp32
+from maniple.precision import set_tf32
 
 __all__ = ["Worker", "from_wire", "to_wire"]
 
@@ -74,10 +75,11 @@ class Worker(PeerSteps, SyncPhases):
             raise ManipleError(f"emulated device {self.spec.name!r} needs a BoardClock")
         self.threads = 1 if clock is not None else (threads or self.spec.threads)
         self.device = torch.device(self.spec.torch_device)
-        if self.device.type == "cuda":
-            strict_fp32()  # a split must equal one device's fp32 output, TF32 would not
+        if self.device.type == "cuda":  # fp32 is strict: a split must equal one device
+            set_tf32(self.spec.exec_mode.precision == "tf32")
         self._lock = threading.Lock()
         self._module: nn.Module | None = None
+        self._exec: ModelExec | None = None  # the module as the device's ExecMode runs it
         self._input_shape: tuple[int, int, int] | None = None
         self._network: str | None = None
         self._spans: dict[SpanKey, Callable[[torch.Tensor], torch.Tensor]] = {}
@@ -116,14 +118,15 @@ class Worker(PeerSteps, SyncPhases):
                 module, shape, name = model.eval(), tuple(input_shape), type(model).__name__
             else:
                 raise ManipleError(f"Worker.load takes a ModelSpec or nn.Module, got {model!r}")
-            self._module = module.to(self.device)
+            self._exec = ModelExec(module, self.device, self.spec.exec_mode)
+            self._module = self._exec.module
             self._input_shape = shape  # type: ignore[assignment]
             self._network = name
             self._spans.clear()
             self._fastest.clear()
             if warmup:
-                with torch.inference_mode():
-                    self._module(torch.zeros((1, *shape), device=self.device))
+                with torch.inference_mode():  # eager: a compiled shape is built on first use
+                    self._module(self._exec.cast(torch.zeros((1, *shape), device=self.device)))
                 _synchronize(self.device)
         return self.info()
 
@@ -134,6 +137,11 @@ class Worker(PeerSteps, SyncPhases):
                 f"device {self.spec.name!r} holds no model yet; call load(ModelSpec(...)) first"
             )
         return self._module
+
+    def _model_exec(self) -> ModelExec:
+        self.module  # noqa: B018 - raises the "holds no model yet" error
+        assert self._exec is not None
+        return self._exec
 
     # -- calls ---------------------------------------------------------------------------
     def ping(self) -> int:
@@ -174,7 +182,15 @@ class Worker(PeerSteps, SyncPhases):
         """The whole model on batch `x` (N, C, H, W); output on the CPU, and its timing.
         On an emulated board `link` charges the input and output bytes to its link."""
         key = ("batch", tuple(x.shape))
-        return self._timed("batch", x, lambda xd: self.module(xd), link, concurrent, key)
+        self._build(tuple(x.shape))
+        return self._timed("batch", x, self._model_exec().run_host, link, concurrent, key)
+
+    def build_times(self) -> dict[str, float]:
+        """Compile (or CUDA-graph capture) time per input shape built so far, in ms: spent
+        before the first timed call of each shape, never inside one."""
+        with self._lock:
+            built = self._exec.build_ms if self._exec is not None else {}
+            return {"x".join(map(str, shape)): ms for shape, ms in built.items()}
 
     def run_span(
         self,
@@ -205,8 +221,10 @@ class Worker(PeerSteps, SyncPhases):
             return self._timed("span", x_band, None, link, concurrent, ("span", *key), peers)
         if program.sync_points and not solo:
             return self._start_synced(program, x_band, link, concurrent, ("span", *key))
-        fn = program.run_solo if program.sync_points else program
-        return self._timed("span", x_band, fn, link, concurrent, ("span", *key))
+        run = program.run_solo if program.sync_points else program
+        return self._timed(
+            "span", x_band, lambda xb: run(xb.to(self.device)), link, concurrent, ("span", *key)
+        )
 
     def transfer(self, nbytes: int, *, concurrent: int = 1, payload: Any = None) -> CallTiming:
         """Charge `nbytes` to the link: on an emulated board, sleep the dilated link time;
@@ -246,6 +264,17 @@ class Worker(PeerSteps, SyncPhases):
             return counts
 
     # -- internals -----------------------------------------------------------------------
+    def _build(self, batch_shape: tuple[int, ...]) -> None:
+        """Compile (or capture) every chunk shape a host batch of `batch_shape` runs in,
+        before its call is timed; nothing to do for an eager device."""
+        with self._lock:
+            ex = self._exec
+            if ex is None or ex.mode.compile == "off":
+                return
+            with torch.inference_mode():
+                for shape in ex.chunk_shapes(batch_shape):
+                    ex.ensure_built(shape)
+
     def _apply_threads(self) -> None:
         if self.threads is not None and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
@@ -263,15 +292,15 @@ class Worker(PeerSteps, SyncPhases):
                     "run_span needs maniple.tiling.SpanProgram, which is not available"
                 ) from exc
             assert self._input_shape is not None
-            if self.device.type != "cpu":
-                # The layer graph is captured with a CPU sample: capture on the CPU once
-                # (graph_of caches it per module), then move the weights back.
+            if self.device.type != "cpu" or self._exec.dtype != torch.float32:
+                # The layer graph is captured with a float32 CPU sample: capture on the CPU
+                # once (graph_of caches it per module), then move the weights back.
                 from maniple.tiling import graph_of
 
-                try:
-                    graph_of(self.module.to("cpu"), self._input_shape)
+                try:  # in float32: bf16/fp16 weights round-trip through it exactly
+                    graph_of(self.module.to("cpu", torch.float32), self._input_shape)
                 finally:
-                    self.module.to(self.device)
+                    self._exec.restore()
             program = SpanProgram(self.module, self._input_shape, first, last, out_rows=out_rows)
             self._spans[key] = program
         return program
@@ -302,7 +331,7 @@ class Worker(PeerSteps, SyncPhases):
 
             def compute() -> torch.Tensor:
                 with torch.inference_mode():
-                    y = fn(x.to(self.device))  # type: ignore[misc]
+                    y = fn(x)  # type: ignore[misc]
                     _synchronize(self.device)
                     return y.to("cpu")
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+import torch
 from torch import fx
 
 from maniple.errors import ManipleError
@@ -169,6 +170,13 @@ class LayerGraph:
     def tail_module(self) -> fx.GraphModule:
         """GraphModule from the spatial part's output to the network output."""
         return _sub_module(self.module, self.spatial_output, None, self.static_values)
+
+    def run_tail(self, x: torch.Tensor) -> torch.Tensor:
+        """The tail on this graph's own weights (the coordinator's, float32): a spatial
+        output that devices computed in bf16 or fp16 is widened first."""
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()
+        return self.tail_module(x)
 
     def fx_node(self, name: str) -> fx.Node:
         return self._fx_nodes[name]

@@ -21,6 +21,7 @@ from maniple.graph import LayerGraph
 from maniple.spatial.costs import ProfilingSpent
 from maniple.spatial.plan import SpatialPlan
 from maniple.spread import speedup_verdict, spread_json
+from maniple.tiling.verify import relative_error
 
 
 @contextmanager
@@ -39,6 +40,29 @@ def reference_input(graph: LayerGraph, seed: int = 0) -> torch.Tensor:
     """The seeded image every spatial run measures and checks with (batch 1)."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(1, *graph.input_shape, generator=gen)
+
+
+def output_error(
+    outputs: Sequence[torch.Tensor],
+    fp32: torch.Tensor,
+    single: torch.Tensor | None,
+    tolerance: float,
+    what: str,
+) -> tuple[float, float | None]:
+    """(error held to `tolerance`, error against strict fp32 or None) of a plan's outputs;
+    an error beyond `tolerance` raises, naming `what` ran.
+
+    At fp32 (`single` None) the host's fp32 output is one device's output. At another
+    precision the split is held against the fastest device alone at that precision
+    (`single`), and its error against fp32 is reported beside it."""
+    vs_fp32 = max(relative_error(y, fp32) for y in outputs)
+    err = vs_fp32 if single is None else max(relative_error(y, single) for y in outputs)
+    if err > tolerance:
+        raise ManipleError(
+            f"{what}: split output differs from the single-device output by {err:.2e} of its "
+            f"scale (limit {tolerance:.0e}); this is a bug, please report it"
+        )
+    return err, None if single is None else vs_fp32
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,16 @@ class SpatialResult:
     """Why this plan runs (the runtime and split chosen, or the single device)."""
     single_latencies_ms: tuple[float, ...] = ()
     """The timed runs of the fastest device alone (its median is single_device_ms)."""
+    tolerance: float = 1e-4
+    """What max_rel_error is held to: the loosest of the devices' precisions."""
+    error_vs_fp32: float | None = None
+    """The output's error against strict fp32 (None: every device ran strict fp32, where
+    max_rel_error is that error)."""
+    precision: dict[str, str] = field(default_factory=dict)
+    """Each device's mode in words (fp32, bf16 channels-last, ...)."""
+    testbed: dict[str, Any] | None = None
+    """On a testbed: its links, and per timed run each link's byte counters beside the
+    bytes the schedule moves on it (maniple.spatial.testbed_session); None elsewhere."""
 
     @property
     def latency_ms(self) -> float:
@@ -114,6 +148,9 @@ class SpatialResult:
             "latency_spread_ms": spread_json(self.latencies_ms),
             "single_device_latencies_ms": list(self.single_latencies_ms),
             "max_rel_error": self.max_rel_error,
+            "tolerance": self.tolerance,
+            "error_vs_fp32": self.error_vs_fp32,
+            "precision": dict(self.precision),
             "profile_seconds": self.profile.seconds,
             "profile_runs": self.profile.runs,
             "profile_bytes": self.profile.bytes,
@@ -126,6 +163,7 @@ class SpatialResult:
             "bytes_between_devices": self.bytes_between_devices,
             "compression_ratio": self.compression_ratio,
             "choice": self.choice,
+            **({"testbed": self.testbed} if self.testbed is not None else {}),
         }
 
 

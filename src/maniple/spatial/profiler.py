@@ -52,12 +52,21 @@ def _round(
     The dispatch is the real time the step took beyond its slowest worker's own wall time:
     the coordinator handing out inputs and gathering outputs (Ray calls, host work). The
     runtime counts a group's time the same way (runtime/spatial.py), so this is the
-    coordinator's per-group cost C of the predictor.
+    coordinator's per-group cost C of the predictor. On the testbed the slowest worker's
+    bands crossed a shaped link meanwhile; their least wire time is not the coordinator's
+    (maniple.devices.shaped_link), as in the runtime.
     """
     t0 = time.perf_counter()
-    timings = _wait([h.submit_span(*args, solo=True, **kwargs) for h, args in spans])
+    results = [c.result() for c in [h.submit_span(*a, solo=True, **kwargs) for h, a in spans]]
     wall_ms = (time.perf_counter() - t0) * 1e3
-    return timings, max(0.0, wall_ms - max(t.wall_ms for t in timings))
+    timings = [t for _, t in results]
+    i = max(range(len(timings)), key=lambda k: timings[k].wall_ms)
+    outside = max(0.0, wall_ms - timings[i].wall_ms)
+    link = spans[i][0].shaped_link
+    if link is not None:
+        wire = link.wire_ms(_bytes(spans[i][1][3])) + link.wire_ms(_bytes(results[i][0]))
+        outside = link.counted_ms(outside, wire, timings[i].fast_forward)
+    return timings, outside
 
 
 def _bytes(t: torch.Tensor) -> int:

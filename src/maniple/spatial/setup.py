@@ -12,6 +12,10 @@ not, the link override applied or not). Here it is once:
   (two untimed whole-network runs, not counted: fresh boards run slower than settled ones);
 - `open_cache` gives the profile store's cache of spatial profiles for those devices.
 
+On a testbed (`testbed=`, from `maniple.cluster.testbed.attach`) the boards are the
+testbed's, at its link and dilation, each opened on its own Ray node behind its shaped
+link (the boards' clocks then sleep for compute only).
+
 
 Weights: a zoo network is rebuilt from its seed on every worker, bit for bit the same as
 here, so nothing is shipped; any other module's weights are shipped once to each worker,
@@ -20,6 +24,7 @@ so that every device computes with exactly the coordinator's weights.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,10 +34,12 @@ from torch import nn
 
 from maniple import zoo
 from maniple.cluster import ClusterSpec, open_cluster, parse_shorthand, with_link
+from maniple.cluster.testbed import Testbed
 from maniple.devices import DeviceHandle, ModelSpec, host_limits
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph, capture
 from maniple.graph.memory import estimate_for_capture, estimate_graph
+from maniple.precision import DEFAULT_MODE, ExecMode, check_tf32_agree
 from maniple.spatial.cache import CostCache, ProfileKey
 from maniple.spatial.measured import fast_forward, reference_input
 from maniple.spatial.profiler import whole_spatial_span
@@ -50,6 +57,7 @@ class SpatialSetup:
     graph: LayerGraph
     spec: ClusterSpec
     model: ModelSpec
+    testbed: Testbed | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -66,14 +74,27 @@ def prepare(
     dilation: float | None = None,
     input_shape: tuple[int, int, int] | None = None,
     timeout_s: float | None = None,
+    mode: ExecMode = DEFAULT_MODE,
+    testbed: Testbed | None = None,
 ) -> SpatialSetup:
     """Resolve `network`, capture it and describe the devices; see the module docstring.
-    `timeout_s` bounds how long a silent device is waited for (None: the default)."""
+    `timeout_s` bounds how long a silent device is waited for (None: the default); every
+    device computes in `mode` (emulated boards stay strict fp32)."""
+    if testbed is not None:
+        if devices:
+            raise ManipleError("--testbed runs the testbed's boards only; leave --devices out")
+        testbed.check_run(emulate, link_mbps, dilation)
+        emulate, link_mbps, dilation = (
+            testbed.plan.boards_text, testbed.plan.link_mbps, testbed.plan.dilation
+        )  # fmt: skip
     module, shape, name = zoo.resolve(network, input_shape)
     timeout = {} if timeout_s is None else {"timeout_s": timeout_s}
     spec = with_link(
         parse_shorthand(devices, emulate, None, dilation=dilation, **timeout), link_mbps
-    )
+    ).with_mode(mode)
+    if testbed is not None:
+        spec = dataclasses.replace(spec, ray_address=testbed.address)
+    check_tf32_agree((d.name, d.exec_mode) for d in spec.devices if d.is_local and d.kind == "cuda")
     # limits before capture runs the network here and before any board starts
     memory = estimate_for_capture(module, shape, name)
     host_limits.check_forward(memory)
@@ -82,7 +103,7 @@ def prepare(
     model = ModelSpec(network, input_shape=shape)
     if network not in zoo.names():
         model = model.with_weights(module)
-    return SpatialSetup(network, module, graph, spec, model)
+    return SpatialSetup(network, module, graph, spec, model, testbed)
 
 
 MIN_SPATIAL_FRACTION = 0.5
@@ -134,8 +155,14 @@ def warm_up(
 def open_devices(setup: SpatialSetup, *, warm: bool = True) -> Iterator[list[DeviceHandle]]:
     """The devices of `setup`, open with the model loaded, warmed up; closed on exit."""
     memory = estimate_graph(setup.graph)
+    tb = setup.testbed
     with open_cluster(
-        setup.spec, setup.model, input_shape=setup.input_shape, memory=memory
+        setup.spec,
+        setup.model,
+        input_shape=setup.input_shape,
+        memory=memory,
+        nodes=tb.nodes() if tb else None,
+        links=tb.links() if tb else None,
     ) as cluster:
         handles = list(cluster)
         if warm:

@@ -29,7 +29,18 @@ class DeviceKey:
 
 
 def device_kind(spec: DeviceSpec, info: WorkerInfo | None = None) -> str:
-    """What the device is, in words that change whenever its speed may change."""
+    """What the device is, in words that change whenever its speed may change: its
+    hardware, and how it computes when that is not strict fp32 eager (`[bf16 ...]`)."""
+    kind = _hardware_kind(spec, info)
+    mode = spec.exec_mode.on(_torch_type(spec))
+    return kind if mode.is_default else f"{kind} [{mode.describe()}]"
+
+
+def _torch_type(spec: DeviceSpec) -> str:
+    return spec.torch_device.split(":")[0]
+
+
+def _hardware_kind(spec: DeviceSpec, info: WorkerInfo | None) -> str:
     threads = info.threads if info is not None else spec.threads
     if spec.kind == "cpu":
         return f"cpu {cpu_description()}, {threads or 'default'} threads"

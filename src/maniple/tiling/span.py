@@ -89,6 +89,13 @@ class SpanProgram:
                 out[i].append(name)
         return [tuple(names) for names in out]
 
+    def _weights_dtype(self) -> torch.dtype | None:
+        """The dtype of the model's weights (a worker may run them in bf16 or fp16)."""
+        for p in self.graph.module.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return None
+
     @property
     def output_name(self) -> str:
         return self.graph.units[self.last].output
@@ -108,6 +115,9 @@ class SpanProgram:
                 f"{tuple(x_band.shape)}"
             )
         self.rows_computed = {}
+        dtype = self._weights_dtype()
+        if dtype is not None and x_band.is_floating_point() and x_band.dtype != dtype:
+            x_band = x_band.to(dtype)  # a band arrives in float32; the span runs in its own
         # INPUT_KEY keeps the input for its dtype, batch and device after the steps have
         # dropped it (the caller holds it anyway)
         return SpanRun(self, {self.plan.input_name: (x_band, lo), INPUT_KEY: (x_band, lo)})

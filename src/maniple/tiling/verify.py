@@ -39,6 +39,9 @@ class VerifyResult:
     dtype: str
     tolerance: float
     trials: tuple[Trial, ...] = field(default_factory=tuple)
+    precision: str = "fp32"
+    error_vs_fp32: float | None = None
+    """The unsplit output at this precision against strict fp32 (None at fp32)."""
 
     @property
     def worst(self) -> Trial:
@@ -59,7 +62,9 @@ class VerifyResult:
             "trials": len(self.trials),
             "devices": self.devices,
             "dtype": self.dtype,
+            "precision": self.precision,
             "tolerance": self.tolerance,
+            "error_vs_fp32": self.error_vs_fp32,
             "max_rel_error": self.max_rel_error,
             "ok": self.ok,
             "worst": {"cuts": list(worst.cuts), "ratios": list(worst.ratios)},
@@ -122,24 +127,45 @@ def verify_split(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",
-    tolerance: float = TOLERANCE,
+    tolerance: float | None = None,
+    precision: str | None = None,
 ) -> VerifyResult:
-    """Run `trials` random splits of `graph`'s spatial part; see the module docstring."""
+    """Run `trials` random splits of `graph`'s spatial part; see the module docstring.
+
+    `precision` (fp32, tf32, bf16, fp16) sets the dtype, TF32 and the tolerance (each
+    unless given); the unsplit output at that precision is also held against strict fp32
+    (`error_vs_fp32`). Without it, `dtype` alone (float32: strict) and 1e-4."""
+    from maniple.precision import DTYPES, TOLERANCES, set_tf32
+
+    if precision is None:
+        precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+    else:
+        dtype = DTYPES[precision]
+    if tolerance is None:
+        tolerance = TOLERANCES[precision] if precision != "fp32" else TOLERANCE
     if trials < 1:
         raise ManipleError(f"--trials must be at least 1, got {trials}")
     if devices < 1:
         raise ManipleError(f"--devices must be at least 1, got {devices}")
     if str(device).startswith("cuda"):
-        from maniple.precision import strict_fp32
-
-        strict_fp32()  # TF32 convolutions would differ from fp32 by ~1e-3 of the scale
+        set_tf32(precision == "tf32")  # else TF32 convolutions differ by ~1e-3 of the scale
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     module = graph.module.to(device=device, dtype=dtype)
     tiled = TiledModel(graph)
-    x = torch.randn(1, *graph.input_shape, generator=gen).to(device=device, dtype=dtype)
+    x32 = torch.randn(1, *graph.input_shape, generator=gen).to(device=device)
+    x = x32.to(dtype)
+    vs_fp32 = None
     with torch.no_grad():
+        if precision != "fp32":
+            graph.module.to(torch.float32)  # bf16/fp16 weights round-trip exactly
+            set_tf32(False)
+            whole32 = graph.spatial_module(x32)
+            set_tf32(precision == "tf32")
+            graph.module.to(dtype)
         whole = graph.spatial_module(x)
+        if precision != "fp32":
+            vs_fp32 = relative_error(whole, whole32)
         results = []
         for _ in range(trials):
             cuts, flc = random_flc(len(graph.units), rng)
@@ -148,5 +174,11 @@ def verify_split(
             results.append(Trial(cuts, flc, ratios, relative_error(split, whole)))
     del module
     return VerifyResult(
-        graph.name, devices, str(dtype).removeprefix("torch."), tolerance, tuple(results)
+        graph.name,
+        devices,
+        str(dtype).removeprefix("torch."),
+        tolerance,
+        tuple(results),
+        precision,
+        vs_fp32,
     )

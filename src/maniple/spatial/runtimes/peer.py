@@ -12,13 +12,15 @@ step ends, counted, at the counted end of the step that released it last (its ow
 previous step or the sender of its last piece) plus the real gap before it started (Ray's
 dispatch and object transfer, undivided) plus its own device time (the board's dilated
 time divided by the dilation). The latency is the last such end plus the real time until
-the coordinator held every band, plus stitching and the tail.
+the coordinator held every band, plus stitching and the tail. On the testbed the real
+gaps also hold shaped wire time, which is divided out like a board's (`shaped_wire`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from maniple.devices.wire_codec import unpack
 from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
 from maniple.spatial.runtimes.result import GroupRun, SpatialRun, check_runnable
+from maniple.spatial.runtimes.shaped_wire import Wire, band_wire, counted, peer_wire
 from maniple.spatial.schedule import COORDINATOR, INPUT, Schedule, Step
 from maniple.tiling import stitch
 
@@ -160,7 +163,8 @@ def run_peer_schedule(
         last = len(schedule.groups) - 1
         tail_steps = schedule.group_steps(last)
         try:
-            bands = [calls[(last, s.device)].values() for s in tail_steps]
+            with ThreadPoolExecutor(len(tail_steps)) as pool:  # every band at once
+                bands = list(pool.map(lambda s: calls[(last, s.device)].values(), tail_steps))
             t_gathered = time.time()
             timings = {k: c.result() for k, c in calls.items()}
             phase_timings = {
@@ -176,12 +180,18 @@ def run_peer_schedule(
         y = stitch(parts)
         stitch_ms = (time.perf_counter() - t1) * 1e3
         t1 = time.perf_counter()
-        y = graph.tail_module(y) if run_tail else y
+        y = graph.run_tail(y) if run_tail else y
         tail_ms = (time.perf_counter() - t1) * 1e3
-    done = _critical_path(steps, timings, t0, phase_timings)
+    on_wire = peer_wire(schedule, handles, calls, orders)
+    done = _critical_path(steps, timings, t0, phase_timings, on_wire)
     ends = [done[(s.group, s.device)] for s in tail_steps]
     crit = max(ends, key=lambda d: d.counted_end_ms)
-    gather_gap = max(0.0, (t_gathered - max(d.timing.end_s for d in ends)) * 1e3)
+    j = max(range(len(ends)), key=lambda i: ends[i].timing.end_s)  # its band came last
+    gather_gap = counted(
+        max(0.0, (t_gathered - ends[j].timing.end_s) * 1e3),
+        band_wire(handles[tail_steps[j].device], bands[j]),
+        ends[j].timing.fast_forward,
+    )
     latency = crit.counted_end_ms + gather_gap + stitch_ms + tail_ms
     wire = _wire_bytes(handles, schedule.devices)
     return SpatialRun(
@@ -198,18 +208,22 @@ def run_peer_schedule(
         critical_device_ms=crit.device_path_ms,
         gaps_ms=tuple(d.gap_ms for d in done.values()),
         gather_ms=gather_gap + stitch_ms,
+        link_bytes=wire[2],
     )
 
 
-def _released(deps: Sequence[_Done], timing: CallTiming, t0: float) -> _Done:
+def _released(
+    deps: Sequence[_Done], timing: CallTiming, t0: float, wire: Wire | None = None
+) -> _Done:
     """A call's counted end: after the dependency that released it last, the real gap
-    before it started, then its own device time."""
+    before it started (less the shaped wire time `wire` it held, on the testbed), then its
+    own device time."""
     if deps:
         gate = max(deps, key=lambda d: d.timing.end_s)
         base, path, released = gate.counted_end_ms, gate.device_path_ms, gate.timing.end_s
     else:
         base, path, released = 0.0, 0.0, t0
-    gap_ms = max(0.0, (timing.start_s - released) * 1e3)
+    gap_ms = counted(max(0.0, (timing.start_s - released) * 1e3), wire, timing.fast_forward)
     own = timing.device_ms
     return _Done(timing, base + gap_ms + own, path + own, gap_ms)
 
@@ -219,6 +233,7 @@ def _critical_path(
     timings: Mapping[StepKey, CallTiming],
     t0: float,
     phase_timings: Mapping[StepKey, list[CallTiming]] | None = None,
+    wire: Mapping[StepKey, Wire] | None = None,
 ) -> dict[StepKey, _Done]:
     """Each step's counted end and the device time along the path that released it.
 
@@ -237,7 +252,7 @@ def _critical_path(
             timing = phase_timings[key][0] if key in phase_timings else timings[key]
             deps = [done[last_of[step.device]]] if step.device in last_of else []
             deps += [done[(g - 1, t.source)] for t in step.receive if t.source != COORDINATOR]
-            first[step.device] = _released(deps, timing, t0)
+            first[step.device] = _released(deps, timing, t0, (wire or {}).get(key))
         current = first
         n_phases = max((len(phase_timings.get((g, s.device), [])) for s in group), default=0)
         for k in range(1, n_phases):
@@ -292,15 +307,18 @@ def _groups(schedule: Schedule, done: Mapping[StepKey, _Done]) -> tuple[GroupRun
     return tuple(out)
 
 
-def _wire_bytes(handles: Mapping[str, DeviceHandle], devices: Sequence[str]) -> tuple[int, int]:
-    """(bytes through the coordinator, bytes between devices) by the links' own counters,
-    which are reset as they are read."""
+def _wire_bytes(
+    handles: Mapping[str, DeviceHandle], devices: Sequence[str]
+) -> tuple[int, int, dict[str, dict[str, dict[str, int]]]]:
+    """(bytes through the coordinator, bytes between devices, each device's own counts) by
+    the links' own counters, which are reset as they are read."""
     coordinator = between = 0
+    by_device = {}
     for name in devices:
-        counts = handles[name].link_bytes(reset=True)
+        counts = by_device[name] = handles[name].link_bytes(reset=True)
         coordinator += counts["received"].get(COORDINATOR, 0) + counts["sent"].get(COORDINATOR, 0)
         between += sum(b for peer, b in counts["received"].items() if peer != COORDINATOR)
-    return coordinator, between
+    return coordinator, between, by_device
 
 
 def _name_the_dead(

@@ -68,6 +68,9 @@ class SpatialRun:
     schedule's step order (group 0's first: the coordinator's scatter)."""
     gather_ms: float = 0.0
     """Peer runtime: real ms from the last step's end to the stitched output (no tail)."""
+    link_bytes: Mapping[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """Peer runtime: each device's own count of the wire bytes it sent and received, by
+    peer ({'sent': {dest: bytes}, 'received': {source: bytes}})."""
 
     @property
     def overrun_ms(self) -> float:

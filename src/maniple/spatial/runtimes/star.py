@@ -9,7 +9,8 @@ in step order. The tail runs here on the coordinator.
 Time is counted honestly on emulated boards: a group's time is the real time the
 coordinator spent on it, with only the slowest board's own dilated time (its compute and
 link sleeps) divided by the dilation. Coordinator work, Ray's per-call overhead and
-stitching stay undivided.
+stitching stay undivided. On the testbed the bands really cross shaped links outside the
+boards' calls; the least time they spent on the wire is divided out too (`shaped_wire`).
 
 At a sync point inside a group (squeeze-and-excitation's pool) the devices swap their
 partial reductions among themselves mid-call (`maniple.devices.sync_exchange`); where
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -35,17 +37,29 @@ from maniple.errors import ManipleError
 from maniple.graph import LayerGraph
 from maniple.spatial.plan import SpatialPlan
 from maniple.spatial.runtimes.result import GroupRun, SpatialRun, check_runnable
+from maniple.spatial.runtimes.shaped_wire import Wire, star_wire
+from maniple.spatial.runtimes.shaped_wire import counted as wire_counted
 from maniple.spatial.schedule import COORDINATOR, Schedule, lower
 from maniple.tiling import stitch
 from maniple.tiling.sync import combine
 
 
-def _counted_ms(wall_ms: float, timings: list[CallTiming]) -> float:
-    """Group time: real wall time, with the slowest device's own dilated part divided out."""
+def _counted_ms(
+    wall_ms: float, timings: list[CallTiming], wire: list[Wire | None] | None = None
+) -> float:
+    """Group time: real wall time, with the slowest device's own dilated part divided out.
+    On the testbed (`wire`, per timing: each device's link and its bands' least wire time)
+    the slowest is the device whose bands and call take longest together, and its bands'
+    wire time is divided out too."""
     if not timings:
         return wall_ms
-    crit = max(timings, key=lambda t: t.wall_ms)
-    return max(0.0, wall_ms - crit.wall_ms) + crit.device_ms
+    on_wire = [w[1] if w else 0.0 for w in wire] if wire else [0.0] * len(timings)
+    i = max(range(len(timings)), key=lambda k: timings[k].wall_ms + on_wire[k])
+    crit = timings[i]
+    outside = wire_counted(
+        max(0.0, wall_ms - crit.wall_ms), wire[i] if wire else None, crit.fast_forward
+    )
+    return outside + crit.device_ms
 
 
 def run_spatial_plan(
@@ -110,10 +124,11 @@ def run_schedule(
                         peers=peers,
                     )
                 )
-            results = [c.result() for c in calls]
+            with ThreadPoolExecutor(len(calls)) as pool:  # every band back at once
+                results = list(pool.map(lambda c: c.result(), calls))
             wall_ms = (time.perf_counter() - t0) * 1e3
             timings = [t for _, t in results]
-            counted = _counted_ms(wall_ms, timings)
+            counted = _counted_ms(wall_ms, timings, star_wire(handles, steps))
             for point in () if alone or swapping else schedule.group_syncs(g):
                 results, round_ms, round_timings = _sync_round(
                     schedule, g, point.node, results, handles, graph
@@ -127,7 +142,7 @@ def run_schedule(
             wall_ms += stitch_ms
             groups.append(GroupRun((first, last), wall_ms, counted + stitch_ms, tuple(timings)))
         t0 = time.perf_counter()
-        y = graph.tail_module(x) if run_tail else x
+        y = graph.run_tail(x) if run_tail else x
         tail_ms = (time.perf_counter() - t0) * 1e3
     latency = sum(g.elapsed_ms for g in groups) + tail_ms
     moved = schedule.bytes_by_link()
