@@ -74,8 +74,15 @@ def spawn(
 
 
 def _has_open(pid: int, path: str) -> bool:
-    fds = Path(f"/proc/{pid}/fd")
-    return any(os.readlink(fd) == path for fd in fds.iterdir())
+    """Whether `pid` holds `path` open; an fd closed while we look (the stand-in is still
+    exec-ing) is simply not it."""
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) == path:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def dead_driver(procs: list[subprocess.Popen[bytes]]) -> lo.Proc:
