@@ -335,12 +335,13 @@ class Profile:
 DEFAULT = Profile("default", ray=False, in_process=True, big=False)
 SLOW = Profile("slow", ray=True, in_process=False, big=True)
 
-RAY_COMMANDS = frozenset({("demo",), ("bench", "legion")})
+RAY_COMMANDS = frozenset({("demo",), ("bench", "legion"), ("bench", "stream")})
 """Commands that always start Ray (emulated boards): slow profile only."""
 RAY_OPTIONS = frozenset({"--emulate", "--ray"})
 """Options whose values start Ray or reach a Ray cluster: slow profile only."""
 ALWAYS_GIVEN = {
     ("bench", "legion"): ("--networks", "--sets", "--repeats", "--out"),
+    ("bench", "stream"): ("--networks", "--sets", "--frames-per-board", "--out"),
     ("demo",): ("--network", "--boards"),
 }
 """Options whose defaults cost an hour (`bench legion`: 14 board sets x 3 networks) or
@@ -453,6 +454,10 @@ class Values:
                 return ["1", "2"]
             if o == "--inc":
                 return ["0", "1", "2"]
+            if o == "--frames":
+                return ["1", "3", "8"]
+            if o == "--frames-per-board":
+                return ["1", "2"]
             if o == "--seed":
                 return ["0", "1", "7"]
         if k == "float":
@@ -464,6 +469,8 @@ class Values:
                 return ["1", "2"]
             if o == "--timeout":
                 return ["30", "5"]
+            if o == "--fps":
+                return ["50", "1000"]
             if o == "--profile-budget":
                 return ["0.2", "1"]
         return []

@@ -51,12 +51,30 @@ WING_STAGES = {
     ],
     "maniple.spatial": [
         ["costs"],
-        ["flc", "plan_checks", "plan", "planners", "bands", "peer_costs"],
+        [
+            "flc",
+            "plan_checks",
+            "plan",
+            "planners",
+            "bands",
+            "peer_costs",
+            "stream_plan",
+            "stream_planner",
+            "stream_costs",
+        ],
         ["schedule", "schedule_checks", "schedule_text", "schedule_peer"],
         ["profiler", "cache"],
         ["runtimes"],
-        ["measured", "peer_setup", "session", "setup", "testbed_session"],
-        ["bench", "bench_peer", "figures"],
+        [
+            "measured",
+            "peer_setup",
+            "session",
+            "setup",
+            "testbed_session",
+            "stream_session",
+            "stream_run",
+        ],
+        ["bench", "bench_peer", "figures", "bench_stream"],
     ],
 }
 """Each wing's modules in stage order (costs -> planners -> plan/schedule -> runtimes ->

@@ -72,6 +72,10 @@ _EXPORTS: dict[str, str] = {
     "LegionSession": "maniple.spatial",
     "prepare": "maniple.spatial",
     "open_devices": "maniple.spatial",
+    "StreamPlan": "maniple.spatial.stream_plan",
+    "plan_stream": "maniple.spatial.stream_planner",
+    "StreamSession": "maniple.spatial.stream_session",
+    "run_stream": "maniple.spatial.stream_run",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -110,6 +110,25 @@ ProfileDbOpt = Annotated[
 ]
 """The `--profile-db` option every command that keeps measurements shares."""
 
+NetworkOpt = Annotated[str, typer.Option(help="Zoo name or package.module:callable.")]
+EmulateOpt = Annotated[
+    str | None,
+    typer.Option(help="Emulated boards, e.g. 3xfirefly-rk3399+2xodroid-xu4."),
+]
+LinkMbpsOpt = Annotated[
+    float | None, typer.Option(help="Bandwidth of every emulated board's link, Mbit/s.")
+]
+DilationOpt = Annotated[
+    float | None,
+    typer.Option(help="Time dilation for emulated boards (default: the host's)."),
+]
+InputShapeOpt = Annotated[str | None, typer.Option(help="C,H,W input; needed for module specs.")]
+ReprofileOpt = Annotated[
+    bool,
+    typer.Option(help="Profile again even where the store holds costs for these devices."),
+]
+"""Options `maniple spatial` and `maniple stream` share: the network and the boards."""
+
 TimeoutOpt = Annotated[
     float,
     typer.Option(

@@ -4,15 +4,17 @@ trust, and under `--json` nothing but the document on stdout."""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 import typer
 
-from maniple.cli import batch, bench, demo, devices, graph, spatial, table, testbed
+from maniple.cli import batch, bench, demo, devices, graph, spatial, stream, table, testbed
 from maniple.cli.app import app, err_console, set_document_stream
 from maniple.cli.boundary import run_guarded
 
-for _group in (table, devices, batch, graph, spatial, bench, testbed, demo):
+for _group in (table, devices, batch, graph, spatial, stream, bench, testbed, demo):
     _group.register(app)
 
 
@@ -25,6 +27,23 @@ def main(argv: list[str] | None = None) -> None:
     boundary's code (0 done, 1 check failed, 2 user error, 3 bug, 130 interrupted)."""
     args = sys.argv[1:] if argv is None else argv
     sys.exit(run_guarded(typer.main.get_command(app), args, _say, set_document_stream))
+
+
+def console() -> None:
+    """The `maniple` command: `main`, except that after Ctrl-C, once the command has closed
+    its devices and Ray and printed its summary, the process ends at once. Why: tearing
+    down an interpreter that has loaded torch and Ray takes over a second here, and a user
+    who pressed Ctrl-C waits for the prompt. Only the command's own process does this;
+    `main()` called from Python always returns through SystemExit."""
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code == 130:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(130)
+        raise
 
 
 if __name__ == "__main__":

@@ -11,9 +11,15 @@ from rich.table import Table
 from maniple.cli.app import (
     DEFAULT_TIMEOUT_S,
     CompileOpt,
+    DilationOpt,
+    EmulateOpt,
+    InputShapeOpt,
+    LinkMbpsOpt,
     MemoryFormatOpt,
+    NetworkOpt,
     PrecisionOpt,
     ProfileDbOpt,
+    ReprofileOpt,
     TimeoutOpt,
     exec_mode,
 )
@@ -30,33 +36,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command("spatial")
     def spatial_command(
-        network: Annotated[str, typer.Option(help="Zoo name or package.module:callable.")],
-        emulate: Annotated[
-            str | None,
-            typer.Option(help="Emulated boards, e.g. 3xfirefly-rk3399+2xodroid-xu4."),
-        ] = None,
+        network: NetworkOpt,
+        emulate: EmulateOpt = None,
         devices: Annotated[
             str | None, typer.Option(help="Real devices, e.g. cpu or cuda:0,cuda:1.")
         ] = None,
         search: Annotated[
             str, typer.Option(help=f"How to choose the fused groups: {', '.join(SEARCHES)}.")
         ] = "legion-wildcard",
-        link_mbps: Annotated[
-            float | None, typer.Option(help="Bandwidth of every emulated board's link, Mbit/s.")
-        ] = 100.0,
+        link_mbps: LinkMbpsOpt = 100.0,
         repeats: Annotated[int, typer.Option(help="Timed real-time runs (median).")] = 3,
-        dilation: Annotated[
-            float | None,
-            typer.Option(help="Time dilation for emulated boards (default: the host's)."),
-        ] = None,
-        input_shape: Annotated[
-            str | None, typer.Option(help="C,H,W input; needed for module specs.")
-        ] = None,
+        dilation: DilationOpt = None,
+        input_shape: InputShapeOpt = None,
         profile_db: ProfileDbOpt = None,
-        reprofile: Annotated[
-            bool,
-            typer.Option(help="Profile again even where the store holds costs for these devices."),
-        ] = False,
+        reprofile: ReprofileOpt = False,
         save_plan: Annotated[
             Path | None, typer.Option(help="Write the chosen plan here (JSON) for --plan.")
         ] = None,

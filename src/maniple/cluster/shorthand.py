@@ -69,6 +69,7 @@ def parse_shorthand(
                 specs.append(parse_device(item.strip()))
             except ManipleError as exc:
                 raise ManipleError(f"--devices item {item.strip()!r}: {exc}") from None
+    _check_repeats(specs)
     if emulate:
         specs += parse_emulate(emulate)
     if ray is not None:
@@ -89,6 +90,17 @@ def parse_shorthand(
         ),
         where=None,
     )
+
+
+def _check_repeats(specs: list[DeviceSpec]) -> None:
+    """A `--devices` name given twice is refused with the way to mean it: number the
+    workers (`cuda:0#0,cuda:0#1`: two workers on one GPU, each with its own model)."""
+    seen: set[str] = set()
+    for d in specs:
+        if d.name in seen and not d.is_emulated:
+            hint = f" (two workers on it: {d.canonical}#0,{d.canonical}#1)" if d.is_local else ""
+            raise ManipleError(f"device {d.name!r} is listed twice; each may appear once{hint}")
+        seen.add(d.name)
 
 
 def with_link(spec: ClusterSpec, mbps: float | None) -> ClusterSpec:

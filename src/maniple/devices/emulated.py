@@ -75,15 +75,24 @@ class BoardClock:
     dilation: float = DEFAULT_DILATION
     fast_forward: bool = False
     real_link: ShapedLink | None = None
+    slowdown: float = 1.0
+    """Board time multiplier for a board made slower on purpose (fault and re-balancing
+    benchmarks: `DeviceHandle.set_slowdown`); 1 is the calibrated board."""
 
     def __post_init__(self) -> None:
         if not self.dilation >= 1.0:
             raise ManipleError(f"time dilation must be >= 1 (1 = real time), got {self.dilation!r}")
+        if not (math.isfinite(self.slowdown) and self.slowdown >= 1.0):
+            raise ManipleError(
+                f"board slowdown must be a finite factor >= 1 (1 = as calibrated), got "
+                f"{self.slowdown!r}"
+            )
 
     def factor(self, network: str | None) -> float:
         """Board ms per host CPU ms (at calibration speed) for `network`; the geometric
         mean of the reference networks' factors if `network` has no published number."""
-        return self.calibration.firefly_factor(network) * self.board.slowdown_vs_firefly
+        base = self.calibration.firefly_factor(network) * self.board.slowdown_vs_firefly
+        return base * self.slowdown
 
     def compute(
         self,

@@ -213,6 +213,10 @@ class DeviceHandle(ABC):
         """Emulated boards: skip the sleeps (True) or keep real time (False)."""
         self._submit("set_fast_forward", bool(on)).result()
 
+    def set_slowdown(self, factor: float) -> None:
+        """Emulated boards: `factor` times slower from the next call (Worker.set_slowdown)."""
+        self._submit("set_slowdown", float(factor)).result()
+
     def info(self) -> WorkerInfo:
         return self._submit("info").result()
 

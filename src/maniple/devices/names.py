@@ -11,6 +11,9 @@ Grammar (one device):
     emu:custom:MS[@MBPS][#K] an emulated board that runs VGG-16 in MS milliseconds
     ray:NODE[/cpu|/cuda:N]   a worker on a Ray node, by IP, node id, node name, custom
                              resource or label value; 'head' is the head node
+    LOCAL#K                  worker K of a local device (cpu#1, cuda:0#1, gpu0#1, ...):
+                             several workers on one device, each its own thread and model,
+                             told apart by name (e.g. a peer split on a single GPU)
 
 Why a parser of our own: names appear on the command line, in YAML cluster files and in
 reports, and must mean the same thing everywhere; errors list what is valid.
@@ -36,7 +39,7 @@ KINDS = (*LOCAL_KINDS, "emu", "ray")
 GRAMMAR = (
     "cpu, cuda:N (or gpuN), igpu / xpu:N, mps, emu:firefly-rk3399, emu:odroid-xu4, "
     "emu:custom:VGG16_MS (each emu name may end in @MBPS and #K), ray:NODE, ray:NODE/cpu, "
-    "ray:NODE/cuda:N"
+    "ray:NODE/cuda:N; a local device may end in #K (cuda:0#1) for a second worker on it"
 )
 
 
@@ -154,6 +157,7 @@ _EMU = re.compile(
     r"(?:@(?P<mbps>[0-9.]+))?(?:#(?P<k>\d+))?$"
 )
 _RAY = re.compile(r"^ray:(?P<node>[^/\s]+)(?:/(?P<target>cpu|cuda(?::\d+)?))?$")
+_INSTANCE = re.compile(r"^(?P<device>[^#]+)#(?P<k>\d+)$")
 
 
 def _bad(text: str, why: str) -> ManipleError:
@@ -172,6 +176,8 @@ def parse_device(text: str | DeviceSpec, *, threads: int | None = None) -> Devic
         raise ManipleError(f"a device name must be a string, got {text!r}")
     raw = text
     text = text.strip().lower()
+    if "#" in text and not text.startswith(("emu:", "ray:")):
+        return _instance(raw, text, threads)
     if text in ("cpu", "mps"):
         return DeviceSpec(text, threads=threads)
     if text == "igpu":
@@ -205,6 +211,22 @@ def parse_device(text: str | DeviceSpec, *, threads: int | None = None) -> Devic
             target = "cuda:0"
         return DeviceSpec("ray", node=m.group("node"), target=target, threads=threads)
     raise _bad(raw, "not a device name maniple knows")
+
+
+def _instance(raw: str, text: str, threads: int | None) -> DeviceSpec:
+    """`LOCAL#K`: worker K of a local device. Its name is the device's canonical name and
+    `#K` (a label: the torch device is the same), so two workers on one GPU are two devices
+    to every planner, runtime and report, and the name reads back to the same spec."""
+    m = _INSTANCE.match(text)
+    if not m:
+        raise _bad(raw, "a second worker on a local device is NAME#K, K a whole number (cuda:0#1)")
+    try:
+        spec = parse_device(m.group("device"), threads=threads)
+    except ManipleError:
+        raise _bad(raw, f"{m.group('device')!r} before #K is not a device name") from None
+    if not spec.is_local:
+        raise _bad(raw, "only a local device (cpu, cuda:N, xpu:N, mps) takes #K here")
+    return dataclasses.replace(spec, label=f"{spec.canonical}#{int(m.group('k'))}")
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,16 @@ class Worker(PeerSteps, SyncPhases):
             with self._lock:
                 self.clock = dataclasses.replace(self.clock, fast_forward=bool(on))
 
+    def set_slowdown(self, factor: float) -> None:
+        """Make an emulated board `factor` times slower from its next call on (1: as
+        calibrated), for benchmarks of a board that slows down mid-run."""
+        if self.clock is None:
+            raise ManipleError(
+                f"device {self.spec.name!r} is not an emulated board: it has no clock to slow"
+            )
+        with self._lock:
+            self.clock = dataclasses.replace(self.clock, slowdown=float(factor))
+
     def info(self) -> WorkerInfo:
         node_id = node_ip = None
         ray = sys.modules.get("ray")  # only set inside a Ray worker; never imported here
