@@ -123,18 +123,21 @@ def test_a_board_that_comes_back_joins_at_the_next_plan() -> None:
         back = dataclasses.replace(setup.spec, devices=(spec,))
         pid = _pid(session, victim)
         with open_cluster(back, setup.model, input_shape=SHAPE) as again:
+            added: list[int] = []
 
             def churn(run: FrameRun) -> None:
                 if run.index == 2:
                     os.kill(pid, signal.SIGKILL)
-                if run.index == 7:
+                lost = any(e.kind == "lost" for e in session.events)
+                if run.index >= 7 and lost and not added:
                     session.add_device(list(again)[0])
+                    added.append(run.index)
 
-            result = run_stream(session, 20, check_all=True, single_frames=1, on_frame=churn)
-    _in_order_and_exact(result, 20)
+            result = run_stream(session, 30, check_all=True, single_frames=1, on_frame=churn)
+    _in_order_and_exact(result, 30)
     kinds = [e.detail for e in result.events]
-    assert any(d.startswith("joined") for d in kinds), kinds
-    assert any(victim in f.devices for f in result.frames[12:])
+    assert added and any(d.startswith("joined") for d in kinds), kinds
+    assert any(victim in f.devices for f in result.frames[added[0] + 4 :])
 
 
 def test_ctrl_c_ends_the_stream_at_once_with_the_frames_done() -> None:

@@ -81,6 +81,7 @@ class _Done:
     wall_ms: float
     error: ManipleError | None = None
     dead: tuple[str, ...] = ()
+    handles: Mapping[str, DeviceHandle] = field(default_factory=dict)
 
 
 class StreamExecutor:
@@ -173,32 +174,34 @@ class StreamExecutor:
         for holder in lane.after:  # the old plan's lanes finish their frames first
             holder.join()
         while (frame := self._take(lane)) is not None:
+            # the handles of this pass: a device that rejoins meanwhile has a new one
+            handles = {d: self.handles[d] for d in lane.spec.devices}
             t0 = time.perf_counter()
             try:
-                run = self._run(lane, frame.x)
+                run = self._run(lane, frame.x, handles)
             except ManipleError as exc:
                 if self._stopping:
                     return
                 wall = (time.perf_counter() - t0) * 1e3
-                dead = self._find_dead(lane.spec.devices)
-                self._results.put(_Done(lane, frame, None, wall, exc, dead))
+                dead = self._find_dead(handles)
+                self._results.put(_Done(lane, frame, None, wall, exc, dead, handles))
                 return  # a lane whose pass failed is broken: the control plans again
             self._results.put(_Done(lane, frame, run, (time.perf_counter() - t0) * 1e3))
 
-    def _run(self, lane: _Lane, x: torch.Tensor) -> SpatialRun:
+    def _run(self, lane: _Lane, x: torch.Tensor, handles: Mapping[str, DeviceHandle]) -> SpatialRun:
         assert lane.schedule is not None
         if lane.spec.plan.runtime == "peer" and len(lane.spec.devices) > 1:
             return run_peer_schedule(
-                lane.schedule, self.handles, self.graph, x, compress=self.compress, run_tail=False
+                lane.schedule, handles, self.graph, x, compress=self.compress, run_tail=False
             )
-        return run_schedule(lane.schedule, self.handles, self.graph, x, run_tail=False)
+        return run_schedule(lane.schedule, handles, self.graph, x, run_tail=False)
 
-    def _find_dead(self, devices: Iterable[str]) -> tuple[str, ...]:
-        """The devices among `devices` that no longer answer a ping."""
+    def _find_dead(self, handles: Mapping[str, DeviceHandle]) -> tuple[str, ...]:
+        """The devices among `handles` that no longer answer a ping."""
         calls, dead = [], []
-        for name in devices:
+        for name, handle in handles.items():
             try:
-                calls.append((name, self.handles[name]._submit("ping")))
+                calls.append((name, handle._submit("ping")))
             except ManipleError:
                 dead.append(name)
         for name, call in calls:
@@ -315,10 +318,12 @@ class StreamExecutor:
         start = self.clock.start(done.frame.index, done.lane.spec.devices)
         self.clock.end(done.lane.spec.devices, start, done.wall_ms)
         done.lane.retired = True
-        self.dead.update(done.dead)
         for name in done.dead:
+            old = done.handles.get(name)
+            if old is None or self.handles.get(name) is old:  # not rejoined meanwhile
+                self.dead.add(name)
             try:
-                self.handles[name].close()
+                (old or self.handles[name]).close()
             except Exception:  # noqa: BLE001 - already gone: nothing to free
                 pass
         done.frame.attempts += 1
